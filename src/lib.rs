@@ -1,0 +1,17 @@
+//! mho: a from-scratch autodiff and neural-network runtime with neuron attribution
+//! (integrated gradients, conductance of every layer) built in.
+//!
+//! Layers of the house, each importing only those below it:
+//! kernels (`mho-kernels`) → [`tensor`] → [`tape`] / [`ops`] → nn → attribution → cli.
+
+#![deny(missing_docs)]
+
+mod error;
+pub mod ops;
+pub mod tape;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use mho_kernels::Float;
+pub use tape::{NodeId, Op, Tape};
+pub use tensor::Tensor;
