@@ -1,0 +1,435 @@
+//! The attribution methods as accumulations over the path sweep.
+
+use super::path::{sweep, Chunk, SweepOptions};
+use super::quadrature::Rule;
+use super::report::Report;
+use crate::nn::Model;
+use crate::tape::NodeId;
+use crate::tensor::Tensor;
+use crate::{bail, ensure, Error, Result};
+use mho_kernels::Float;
+use std::fmt;
+use std::str::FromStr;
+
+/// An attribution method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// (x_j − x'_j) ∫ ∂F/∂x_j dα, under "input".
+    IntegratedGradients,
+    /// ∫ ∂F/∂y_i · dy_i/dα dα for every unit of the chosen layers.
+    Conductance,
+    /// (x_j − x'_j) ∫ ∂F/∂y_i · ∂y_i/∂x_j dα for chosen units y_i.
+    NeuronConductance,
+    /// ∫ ∂F/∂y_i dα.
+    InternalInfluence,
+    /// y_i(x).
+    Activation,
+    /// y_i(x) · ∂F/∂y_i(x).
+    GradientXActivation,
+}
+
+impl Method {
+    /// Every method.
+    pub const ALL: [Method; 6] = [
+        Method::IntegratedGradients,
+        Method::Conductance,
+        Method::NeuronConductance,
+        Method::InternalInfluence,
+        Method::Activation,
+        Method::GradientXActivation,
+    ];
+
+    /// The method's command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::IntegratedGradients => "integrated-gradients",
+            Method::Conductance => "conductance",
+            Method::NeuronConductance => "neuron-conductance",
+            Method::InternalInfluence => "internal-influence",
+            Method::Activation => "activation",
+            Method::GradientXActivation => "gradient-x-activation",
+        }
+    }
+
+    /// True for methods that integrate along the path.
+    pub fn uses_path(self) -> bool {
+        !matches!(self, Method::Activation | Method::GradientXActivation)
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Method::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            Error::new(format!(
+                "--method: unknown method '{s}' (expected one of integrated-gradients, conductance, neuron-conductance, internal-influence, activation, gradient-x-activation)"
+            ))
+        })
+    }
+}
+
+/// How conductance is estimated from the path nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConductanceForm {
+    /// Σ_k w_k ∂F/∂y(α_k) ⊙ dy/dα(α_k): conserves exactly at any step count.
+    Tangent,
+    /// Σ_k ∂F/∂y(α_k) ⊙ (y(α_{k+1}) − y(α_k)) on the rule's n+1 nodes (Captum's estimator).
+    Difference,
+}
+
+impl FromStr for ConductanceForm {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "tangent" => Ok(ConductanceForm::Tangent),
+            "difference" => Ok(ConductanceForm::Difference),
+            _ => bail!("--conductance-form: unknown form '{s}' (expected tangent or difference)"),
+        }
+    }
+}
+
+/// The baseline x'.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Baseline {
+    /// All zeros.
+    Zeros,
+    /// Every element the same value.
+    Constant(f64),
+    /// A tensor shaped like the input, or like one example (broadcast over the batch).
+    Tensor(Tensor<f64>),
+}
+
+impl Baseline {
+    /// The baseline as a tensor shaped like `x`.
+    pub fn resolve<T: Float>(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        match self {
+            Baseline::Zeros => Ok(Tensor::zeros(x.shape())),
+            Baseline::Constant(v) => Ok(Tensor::full(x.shape(), T::from_f64(*v))),
+            Baseline::Tensor(b) => {
+                let b: Tensor<T> = b.cast();
+                if b.shape() == x.shape() {
+                    return Ok(b);
+                }
+                ensure!(
+                    b.shape() == &x.shape()[1..],
+                    "--baseline: shape {:?} matches neither the input {:?} nor one example {:?}",
+                    b.shape(),
+                    x.shape(),
+                    &x.shape()[1..]
+                );
+                let n = x.shape()[0];
+                Tensor::stack(&vec![b; n])
+            }
+        }
+    }
+}
+
+/// Which layers a layer method reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerSelection {
+    /// Every layer of the model.
+    All,
+    /// The named layers ("0", "1", …, or "input").
+    Names(Vec<String>),
+}
+
+/// One attribution job.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The target output index.
+    pub target: usize,
+    /// The layers (ignored by integrated gradients).
+    pub layers: LayerSelection,
+    /// Neuron indices (without the batch axis) for neuron conductance.
+    pub neurons: Vec<Vec<usize>>,
+    /// The baseline.
+    pub baseline: Baseline,
+    /// The quadrature rule.
+    pub rule: Rule,
+    /// The number of steps.
+    pub steps: usize,
+    /// Conductance estimator.
+    pub form: ConductanceForm,
+    /// Steps per chunk (memory bound).
+    pub batch_steps: usize,
+}
+
+impl Request {
+    /// A request with mho's defaults (gauss-legendre, 50 steps, tangent form, all layers).
+    pub fn new(method: Method, target: usize) -> Self {
+        Request {
+            method,
+            target,
+            layers: LayerSelection::All,
+            neurons: Vec::new(),
+            baseline: Baseline::Zeros,
+            rule: Rule::GaussLegendre,
+            steps: 50,
+            form: ConductanceForm::Tangent,
+            batch_steps: 50,
+        }
+    }
+}
+
+/// A layer resolved to its position: `None` is the input.
+#[derive(Clone, Debug)]
+struct LayerRef {
+    name: String,
+    index: Option<usize>,
+}
+
+impl LayerRef {
+    fn node(&self, chunk: &Chunk<'_, impl Float>) -> NodeId {
+        self.index.map_or(chunk.input, |i| chunk.layers[i])
+    }
+}
+
+fn resolve_layers<T: Float>(model: &Model<T>, sel: &LayerSelection) -> Result<Vec<LayerRef>> {
+    let names = model.layer_names();
+    match sel {
+        LayerSelection::All => Ok(names
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| LayerRef { name, index: Some(i) })
+            .collect()),
+        LayerSelection::Names(list) => list
+            .iter()
+            .map(|s| {
+                if s == "input" {
+                    return Ok(LayerRef { name: s.clone(), index: None });
+                }
+                match names.iter().position(|n| n == s) {
+                    Some(i) => Ok(LayerRef { name: s.clone(), index: Some(i) }),
+                    None => bail!(
+                        "--layer: no layer '{s}' (the model has layers 0..{} and 'input')",
+                        names.len().saturating_sub(1)
+                    ),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// F(x)[target] per example, computed without a tape.
+fn target_outputs<T: Float>(model: &Model<T>, x: &Tensor<T>, target: usize) -> Result<Vec<f64>> {
+    let y = model.forward(x)?;
+    let n = x.shape()[0];
+    ensure!(y.len() % n.max(1) == 0, "model output {:?} does not split into {n} examples", y.shape());
+    let k = y.len() / n.max(1);
+    ensure!(target < k, "--target: index {target} out of range for {k} outputs");
+    Ok((0..n).map(|i| y.data()[i * k + target].to_f64()).collect())
+}
+
+/// Units per example of a node whose rows are `rows`.
+fn units(t: &Tensor<impl Float>, rows: usize) -> usize {
+    t.len() / rows.max(1)
+}
+
+/// acc[n·u + i] += Σ_s w_s · a[(s·N + n)·u + i] · b[(s·N + n)·u + i] (b = None: factor 1;
+/// `b_per_example`: b indexed by n only, shared across steps).
+fn accumulate<T: Float>(acc: &mut [f64], weights: &[f64], n: usize, a: &[T], b: Option<&[T]>, b_per_example: bool) {
+    let u = acc.len() / n.max(1);
+    for (s, &w) in weights.iter().enumerate() {
+        for e in 0..n {
+            let r = (s * n + e) * u;
+            let out = &mut acc[e * u..(e + 1) * u];
+            let av = &a[r..r + u];
+            match b {
+                None => out.iter_mut().zip(av).for_each(|(o, &x)| *o += w * x.to_f64()),
+                Some(b) => {
+                    let br = if b_per_example { e * u } else { r };
+                    let bv = &b[br..br + u];
+                    for ((o, &x), &y) in out.iter_mut().zip(av).zip(bv) {
+                        *o += w * x.to_f64() * y.to_f64();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn zeros_like_rows<T: Float>(t: &Tensor<T>) -> Tensor<T> {
+    Tensor::zeros(t.shape())
+}
+
+/// Runs one attribution request on a batch `x` of shape [N, ...input_shape].
+pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Result<Report> {
+    ensure!(x.ndim() >= 1 && x.shape()[0] >= 1, "--input: empty batch {:?}", x.shape());
+    let n = x.shape()[0];
+    let baseline = req.baseline.resolve(x)?;
+    let out_x = target_outputs(model, x, req.target)?;
+    let out_b = target_outputs(model, &baseline, req.target)?;
+    let layers = match req.method {
+        Method::IntegratedGradients => vec![LayerRef { name: "input".into(), index: None }],
+        _ => resolve_layers(model, &req.layers)?,
+    };
+    let shapes = model.layer_shapes()?;
+    let layer_shape = |l: &LayerRef| -> Vec<usize> {
+        l.index.map_or_else(|| x.shape()[1..].to_vec(), |i| shapes[i].clone())
+    };
+    if req.method == Method::NeuronConductance {
+        ensure!(layers.len() == 1, "--layer: neuron-conductance takes exactly one layer");
+        ensure!(!req.neurons.is_empty(), "--neuron: neuron-conductance needs at least one --neuron");
+        let shape = layer_shape(&layers[0]);
+        for nr in &req.neurons {
+            ensure!(
+                nr.len() == shape.len() && nr.iter().zip(&shape).all(|(i, d)| i < d),
+                "--neuron: index {nr:?} out of range for layer {} of shape {shape:?}",
+                layers[0].name
+            );
+        }
+    }
+    let (alphas, weights) = match (req.method, req.form) {
+        (Method::Activation | Method::GradientXActivation, _) => (vec![1.0], vec![1.0]),
+        (Method::Conductance, ConductanceForm::Difference) => {
+            let (a, _) = req.rule.nodes_weights(req.steps.checked_add(1).unwrap_or(usize::MAX))?;
+            let w = vec![0.0; a.len()];
+            (a, w)
+        }
+        _ => req.rule.nodes_weights(req.steps)?,
+    };
+    let opts = SweepOptions {
+        tangents: req.method == Method::Conductance && req.form == ConductanceForm::Tangent,
+        adjoints: req.method != Method::Activation,
+        batch_steps: req.batch_steps,
+    };
+    let direction = x.zip_map(&baseline, |a, b| a - b)?;
+    let mut accs: Vec<Vec<f64>> = layers
+        .iter()
+        .map(|l| vec![0.0; n * layer_shape(l).iter().product::<usize>()])
+        .collect();
+    let neuron_flat: Vec<usize> = match req.method {
+        Method::NeuronConductance => {
+            let shape = layer_shape(&layers[0]);
+            req.neurons
+                .iter()
+                .map(|nr| nr.iter().zip(&shape).fold(0, |acc, (&i, &d)| acc * d + i))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let mut neuron_accs: Vec<Vec<f64>> = vec![vec![0.0; x.len()]; neuron_flat.len()];
+    // Difference form: the previous node's adjoint and value, per layer.
+    let mut prev: Vec<Option<(Vec<T>, Vec<T>)>> = vec![None; layers.len()];
+    let mut evaluations = 0usize;
+
+    sweep(model, x, &baseline, req.target, &alphas, &weights, opts, |chunk| {
+        let k = chunk.alphas.len();
+        evaluations += k * n;
+        for (li, l) in layers.iter().enumerate() {
+            let node = l.node(&chunk);
+            let value = chunk.tape.value(node);
+            let zero;
+            let adj = match chunk.tape.adjoint(node) {
+                Some(a) => a,
+                None => {
+                    zero = zeros_like_rows(value);
+                    &zero
+                }
+            };
+            let acc = &mut accs[li];
+            match (req.method, req.form) {
+                (Method::IntegratedGradients, _) => {
+                    accumulate(acc, chunk.weights, n, adj.data(), Some(direction.data()), true)
+                }
+                (Method::Conductance, ConductanceForm::Tangent) => match chunk.tape.tangent(node) {
+                    Some(t) => accumulate(acc, chunk.weights, n, adj.data(), Some(t.data()), false),
+                    None => {}
+                },
+                (Method::Conductance, ConductanceForm::Difference) => {
+                    let u = units(value, k * n);
+                    for s in 0..k {
+                        let rows = s * n * u..(s + 1) * n * u;
+                        let (a_s, y_s) = (&adj.data()[rows.clone()], &value.data()[rows]);
+                        if let Some((pa, py)) = &prev[li] {
+                            for (i, o) in acc.iter_mut().enumerate() {
+                                *o += pa[i].to_f64() * (y_s[i].to_f64() - py[i].to_f64());
+                            }
+                        }
+                        prev[li] = Some((a_s.to_vec(), y_s.to_vec()));
+                    }
+                }
+                (Method::InternalInfluence, _) => accumulate(acc, chunk.weights, n, adj.data(), None, false),
+                (Method::Activation, _) => accumulate(acc, chunk.weights, n, value.data(), None, false),
+                (Method::GradientXActivation, _) => {
+                    accumulate(acc, chunk.weights, n, value.data(), Some(adj.data()), false)
+                }
+                (Method::NeuronConductance, _) => {}
+            }
+        }
+        if req.method == Method::NeuronConductance {
+            let node = layers[0].node(&chunk);
+            let value = chunk.tape.value(node);
+            let u = units(value, k * n);
+            let adj = match chunk.tape.adjoint(node) {
+                Some(a) => a.clone(),
+                None => zeros_like_rows(value),
+            };
+            for (ni, &flat) in neuron_flat.iter().enumerate() {
+                let mut seed = Tensor::zeros(adj.shape());
+                for r in 0..k * n {
+                    seed.data_mut()[r * u + flat] = adj.data()[r * u + flat];
+                }
+                chunk.tape.backward(node, seed)?;
+                evaluations += k * n;
+                let g = match chunk.tape.adjoint(chunk.input) {
+                    Some(g) => g.clone(),
+                    None => zeros_like_rows(chunk.tape.value(chunk.input)),
+                };
+                accumulate(&mut neuron_accs[ni], chunk.weights, n, g.data(), Some(direction.data()), true);
+            }
+        }
+        Ok(())
+    })?;
+
+    let mut attributions = Vec::new();
+    let mut delta = Vec::new();
+    let deltas_for = |acc: &[f64]| -> Vec<f64> {
+        let u = acc.len() / n;
+        (0..n)
+            .map(|e| acc[e * u..(e + 1) * u].iter().sum::<f64>() - (out_x[e] - out_b[e]))
+            .collect()
+    };
+    if req.method == Method::NeuronConductance {
+        let several = neuron_flat.len() > 1;
+        for (nr, acc) in req.neurons.iter().zip(neuron_accs) {
+            let name = if several {
+                let idx: Vec<String> = nr.iter().map(|i| i.to_string()).collect();
+                format!("{}:{}", layers[0].name, idx.join(","))
+            } else {
+                layers[0].name.clone()
+            };
+            attributions.push((name, Tensor::new(x.shape().to_vec(), acc)?));
+        }
+    } else {
+        for (l, acc) in layers.iter().zip(accs) {
+            if matches!(req.method, Method::IntegratedGradients | Method::Conductance) {
+                delta.push((l.name.clone(), deltas_for(&acc)));
+            }
+            let mut shape = vec![n];
+            shape.extend(layer_shape(l));
+            attributions.push((l.name.clone(), Tensor::new(shape, acc)?));
+        }
+    }
+    Ok(Report {
+        method: req.method.name().into(),
+        rule: req.rule.name().into(),
+        steps: if req.method.uses_path() { req.steps } else { 0 },
+        target: req.target,
+        precision: T::NAME.into(),
+        outputs_input: out_x,
+        outputs_baseline: out_b,
+        attributions,
+        delta,
+        pieces: None,
+        gradient_evaluations: evaluations,
+    })
+}
