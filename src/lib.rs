@@ -13,5 +13,5 @@ pub mod tensor;
 
 pub use error::{Error, Result};
 pub use mho_kernels::Float;
-pub use tape::{NodeId, Op, Tape};
+pub use tape::{Linearity, NodeId, Op, Tape};
 pub use tensor::Tensor;

@@ -18,6 +18,17 @@ use mho_kernels::Float;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub usize);
 
+/// How an op's output depends on its differentiable inputs, for exact path integrals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Linearity {
+    /// Affine in its inputs (linear, conv, pooling by averaging, reshapes, batch norm).
+    Affine,
+    /// Piecewise affine with kinks it can locate (relu, leaky relu, prelu, max pooling).
+    PiecewiseLinear,
+    /// Anything else (tanh, sigmoid, softmax, products of variables).
+    Smooth,
+}
+
 /// One differentiable operation: its forward value, its vector-Jacobian product
 /// (reverse mode) and its Jacobian-vector product (forward mode), side by side.
 ///
@@ -49,6 +60,26 @@ pub trait Op<T: Float>: Send + Sync {
         output: &Tensor<T>,
         tangents: &[Option<&Tensor<T>>],
     ) -> Result<Tensor<T>>;
+
+    /// How the op bends (default: smooth, the safe assumption).
+    fn linearity(&self) -> Linearity {
+        Linearity::Smooth
+    }
+
+    /// For piecewise-linear ops: for each row r (index along axis 0 of the output), lowers
+    /// `next[r]` to the smallest t > `min_step` at which the inputs moving along their
+    /// tangents, x + t·ẋ, cross a kink of the op's active piece. The active piece at t = 0
+    /// is the one entered for small t > 0 (ties are broken by the tangents). Other ops
+    /// leave `next` unchanged.
+    fn next_kink(
+        &self,
+        _inputs: &[&Tensor<T>],
+        _tangents: &[Option<&Tensor<T>>],
+        _min_step: f64,
+        _next: &mut [f64],
+    ) -> Result<()> {
+        Ok(())
+    }
 }
 
 struct Node<T: Float> {
