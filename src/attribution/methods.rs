@@ -1,6 +1,6 @@
 //! The attribution methods as accumulations over the path sweep.
 
-use super::path::{sweep, Chunk, SweepOptions};
+use super::path::{sweep, uniform_rows, Chunk, PathRow, SweepOptions};
 use super::quadrature::Rule;
 use super::report::Report;
 use crate::nn::Model;
@@ -233,23 +233,28 @@ fn units(t: &Tensor<impl Float>, rows: usize) -> usize {
     t.len() / rows.max(1)
 }
 
-/// acc[n·u + i] += Σ_s w_s · a[(s·N + n)·u + i] · b[(s·N + n)·u + i] (b = None: factor 1;
-/// `b_per_example`: b indexed by n only, shared across steps).
-fn accumulate<T: Float>(acc: &mut [f64], weights: &[f64], n: usize, a: &[T], b: Option<&[T]>, b_per_example: bool) {
-    let u = acc.len() / n.max(1);
-    for (s, &w) in weights.iter().enumerate() {
-        for e in 0..n {
-            let r = (s * n + e) * u;
-            let out = &mut acc[e * u..(e + 1) * u];
-            let av = &a[r..r + u];
-            match b {
-                None => out.iter_mut().zip(av).for_each(|(o, &x)| *o += w * x.to_f64()),
-                Some(b) => {
-                    let br = if b_per_example { e * u } else { r };
-                    let bv = &b[br..br + u];
-                    for ((o, &x), &y) in out.iter_mut().zip(av).zip(bv) {
-                        *o += w * x.to_f64() * y.to_f64();
-                    }
+/// For every row r of a chunk (example e, weight w):
+/// acc[e·u + i] += w · a[r·u + i] · b[·] where b is indexed by row, or by example when
+/// `b_per_example` (the path direction), or is 1 when `None`.
+fn accumulate<T: Float>(
+    acc: &mut [f64],
+    rows: &[PathRow],
+    a: &[T],
+    b: Option<&[T]>,
+    b_per_example: bool,
+) {
+    let u = a.len() / rows.len().max(1);
+    for (r, row) in rows.iter().enumerate() {
+        let w = row.weight;
+        let out = &mut acc[row.example * u..(row.example + 1) * u];
+        let av = &a[r * u..(r + 1) * u];
+        match b {
+            None => out.iter_mut().zip(av).for_each(|(o, &x)| *o += w * x.to_f64()),
+            Some(b) => {
+                let br = if b_per_example { row.example * u } else { r * u };
+                let bv = &b[br..br + u];
+                for ((o, &x), &y) in out.iter_mut().zip(av).zip(bv) {
+                    *o += w * x.to_f64() * y.to_f64();
                 }
             }
         }
@@ -296,10 +301,12 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
         }
         _ => req.rule.nodes_weights(req.steps)?,
     };
+    ensure!(req.batch_steps >= 1, "--batch-steps: must be at least 1");
+    let rows = uniform_rows(n, &alphas, &weights);
     let opts = SweepOptions {
         tangents: req.method == Method::Conductance && req.form == ConductanceForm::Tangent,
         adjoints: req.method != Method::Activation,
-        batch_steps: req.batch_steps,
+        chunk_rows: req.batch_steps.saturating_mul(n),
     };
     let direction = x.zip_map(&baseline, |a, b| a - b)?;
     let mut accs: Vec<Vec<f64>> = layers
@@ -317,13 +324,13 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
         _ => Vec::new(),
     };
     let mut neuron_accs: Vec<Vec<f64>> = vec![vec![0.0; x.len()]; neuron_flat.len()];
-    // Difference form: the previous node's adjoint and value, per layer.
-    let mut prev: Vec<Option<(Vec<T>, Vec<T>)>> = vec![None; layers.len()];
+    // Difference form: per layer and example, the previous node's adjoint and value.
+    let mut prev: Vec<Vec<Option<(Vec<T>, Vec<T>)>>> = vec![vec![None; n]; layers.len()];
     let mut evaluations = 0usize;
 
-    sweep(model, x, &baseline, req.target, &alphas, &weights, opts, |chunk| {
-        let k = chunk.alphas.len();
-        evaluations += k * n;
+    sweep(model, x, &baseline, req.target, &rows, opts, |chunk| {
+        let rows = chunk.rows;
+        evaluations += rows.len();
         for (li, l) in layers.iter().enumerate() {
             let node = l.node(&chunk);
             let value = chunk.tape.value(node);
@@ -338,29 +345,30 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
             let acc = &mut accs[li];
             match (req.method, req.form) {
                 (Method::IntegratedGradients, _) => {
-                    accumulate(acc, chunk.weights, n, adj.data(), Some(direction.data()), true)
+                    accumulate(acc, rows, adj.data(), Some(direction.data()), true)
                 }
                 (Method::Conductance, ConductanceForm::Tangent) => match chunk.tape.tangent(node) {
-                    Some(t) => accumulate(acc, chunk.weights, n, adj.data(), Some(t.data()), false),
+                    Some(t) => accumulate(acc, rows, adj.data(), Some(t.data()), false),
                     None => {}
                 },
                 (Method::Conductance, ConductanceForm::Difference) => {
-                    let u = units(value, k * n);
-                    for s in 0..k {
-                        let rows = s * n * u..(s + 1) * n * u;
-                        let (a_s, y_s) = (&adj.data()[rows.clone()], &value.data()[rows]);
-                        if let Some((pa, py)) = &prev[li] {
-                            for (i, o) in acc.iter_mut().enumerate() {
-                                *o += pa[i].to_f64() * (y_s[i].to_f64() - py[i].to_f64());
+                    let u = units(value, rows.len());
+                    for (r, row) in rows.iter().enumerate() {
+                        let e = row.example;
+                        let (a_r, y_r) = (&adj.data()[r * u..(r + 1) * u], &value.data()[r * u..(r + 1) * u]);
+                        if let Some((pa, py)) = &prev[li][e] {
+                            let out = &mut acc[e * u..(e + 1) * u];
+                            for (i, o) in out.iter_mut().enumerate() {
+                                *o += pa[i].to_f64() * (y_r[i].to_f64() - py[i].to_f64());
                             }
                         }
-                        prev[li] = Some((a_s.to_vec(), y_s.to_vec()));
+                        prev[li][e] = Some((a_r.to_vec(), y_r.to_vec()));
                     }
                 }
-                (Method::InternalInfluence, _) => accumulate(acc, chunk.weights, n, adj.data(), None, false),
-                (Method::Activation, _) => accumulate(acc, chunk.weights, n, value.data(), None, false),
+                (Method::InternalInfluence, _) => accumulate(acc, rows, adj.data(), None, false),
+                (Method::Activation, _) => accumulate(acc, rows, value.data(), None, false),
                 (Method::GradientXActivation, _) => {
-                    accumulate(acc, chunk.weights, n, value.data(), Some(adj.data()), false)
+                    accumulate(acc, rows, value.data(), Some(adj.data()), false)
                 }
                 (Method::NeuronConductance, _) => {}
             }
@@ -368,23 +376,23 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
         if req.method == Method::NeuronConductance {
             let node = layers[0].node(&chunk);
             let value = chunk.tape.value(node);
-            let u = units(value, k * n);
+            let u = units(value, rows.len());
             let adj = match chunk.tape.adjoint(node) {
                 Some(a) => a.clone(),
                 None => zeros_like_rows(value),
             };
             for (ni, &flat) in neuron_flat.iter().enumerate() {
                 let mut seed = Tensor::zeros(adj.shape());
-                for r in 0..k * n {
+                for r in 0..rows.len() {
                     seed.data_mut()[r * u + flat] = adj.data()[r * u + flat];
                 }
                 chunk.tape.backward(node, seed)?;
-                evaluations += k * n;
+                evaluations += rows.len();
                 let g = match chunk.tape.adjoint(chunk.input) {
                     Some(g) => g.clone(),
                     None => zeros_like_rows(chunk.tape.value(chunk.input)),
                 };
-                accumulate(&mut neuron_accs[ni], chunk.weights, n, g.data(), Some(direction.data()), true);
+                accumulate(&mut neuron_accs[ni], rows, g.data(), Some(direction.data()), true);
             }
         }
         Ok(())

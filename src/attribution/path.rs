@@ -1,13 +1,13 @@
-//! The path sweep: runs the network on the straight path x(α) = x' + α(x − x') at a list
-//! of nodes α_k, a chunk of steps at a time, on one tape per chunk.
+//! The path sweep: runs the network at points x(α) = x' + α(x − x') of the straight path,
+//! a chunk of rows at a time, on one tape per chunk.
 //!
-//! For each chunk the input rows are laid out step-major (row r = s·N + n for step s of the
-//! chunk and example n). The input is a variable whose tangent is x − x' (so every node's
+//! A *row* is one point of one example's path with its quadrature weight. Uniform rules
+//! give every example the same nodes (laid out step-major); the exact rule gives each
+//! example its own. The input is a variable whose tangent is x − x' (so every node's
 //! tangent is d node / dα), weights are constants (no weight gradients), and one backward
-//! pass from F = Σ_rows output[r, target] leaves ∂F/∂y on every node. The caller's visitor
-//! reads values, adjoints and tangents of every layer off the tape, then the tape is
-//! cleared and reused for the next chunk: memory is bounded by the chunk size, not the
-//! step count.
+//! pass from F = Σ_rows output[row, target] leaves ∂F/∂y on every node. The visitor reads
+//! values, adjoints and tangents of every layer off the tape; then the tape is cleared and
+//! reused for the next chunk, so memory is bounded by the chunk size, not the step count.
 
 use crate::nn::Model;
 use crate::ops::GatherRows;
@@ -16,22 +16,38 @@ use crate::tensor::Tensor;
 use crate::{ensure, Result};
 use mho_kernels::Float;
 
+/// One point of one example's path and its quadrature weight.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PathRow {
+    /// The example (index into the batch).
+    pub example: usize,
+    /// The path parameter α ∈ [0, 1].
+    pub alpha: f64,
+    /// The quadrature weight.
+    pub weight: f64,
+}
+
+/// The rows of a uniform rule: every example at every node, step-major.
+pub fn uniform_rows(examples: usize, alphas: &[f64], weights: &[f64]) -> Vec<PathRow> {
+    alphas
+        .iter()
+        .zip(weights)
+        .flat_map(|(&alpha, &weight)| {
+            (0..examples).map(move |example| PathRow { example, alpha, weight })
+        })
+        .collect()
+}
+
 /// What one chunk of the sweep exposes to a visitor.
 pub struct Chunk<'a, T: Float> {
     /// The tape holding the chunk's nodes (mutable so visitors may run extra backward passes).
     pub tape: &'a mut Tape<T>,
-    /// The input node: rows x(α_k) for the chunk's steps, step-major.
+    /// The input node: one row per path row of the chunk.
     pub input: NodeId,
     /// Each layer's output node, by layer index.
     pub layers: &'a [NodeId],
-    /// The chunk's path nodes α.
-    pub alphas: &'a [f64],
-    /// The chunk's quadrature weights (same length as `alphas`).
-    pub weights: &'a [f64],
-    /// The index of the chunk's first step among all steps.
-    pub first_step: usize,
-    /// The number of examples N.
-    pub examples: usize,
+    /// The chunk's rows.
+    pub rows: &'a [PathRow],
 }
 
 /// What the sweep computes on each chunk.
@@ -41,86 +57,77 @@ pub struct SweepOptions {
     pub tangents: bool,
     /// Run the backward pass from F (adjoints ∂F/∂node).
     pub adjoints: bool,
-    /// Steps per chunk (≥ 1).
-    pub batch_steps: usize,
+    /// Rows per chunk (≥ 1).
+    pub chunk_rows: usize,
 }
 
-/// The input rows x' + α(x − x') for a list of α, step-major: shape [K·N, ...].
-pub fn path_points<T: Float>(x: &Tensor<T>, baseline: &Tensor<T>, alphas: &[f64]) -> Result<Tensor<T>> {
+/// The input points x'_e + α(x_e − x'_e) of the given rows: shape [rows, ...].
+/// The ends are taken as they are, so α = 1 is exactly x and α = 0 exactly x'.
+pub fn path_points<T: Float>(x: &Tensor<T>, baseline: &Tensor<T>, rows: &[PathRow]) -> Result<Tensor<T>> {
     ensure!(
         x.shape() == baseline.shape(),
         "baseline: shape {:?} differs from the input's {:?}",
         baseline.shape(),
         x.shape()
     );
-    let mut data = Vec::with_capacity(x.len() * alphas.len());
-    for &a in alphas {
-        // The ends are taken as they are, so α = 1 is exactly x and α = 0 exactly x'.
-        if a == 1.0 {
-            data.extend_from_slice(x.data());
-        } else if a == 0.0 {
-            data.extend_from_slice(baseline.data());
+    let u = x.len() / x.shape()[0].max(1);
+    let mut data = Vec::with_capacity(u * rows.len());
+    for row in rows {
+        let xs = &x.data()[row.example * u..(row.example + 1) * u];
+        let bs = &baseline.data()[row.example * u..(row.example + 1) * u];
+        if row.alpha == 1.0 {
+            data.extend_from_slice(xs);
+        } else if row.alpha == 0.0 {
+            data.extend_from_slice(bs);
         } else {
-            let a = T::from_f64(a);
-            data.extend(x.data().iter().zip(baseline.data()).map(|(&xi, &bi)| bi + a * (xi - bi)));
+            let a = T::from_f64(row.alpha);
+            data.extend(xs.iter().zip(bs).map(|(&xi, &bi)| bi + a * (xi - bi)));
         }
     }
     let mut shape = x.shape().to_vec();
-    shape[0] *= alphas.len();
+    shape[0] = rows.len();
     Tensor::new(shape, data)
 }
 
-/// Runs the model along the path at `alphas` (with `weights`), chunk by chunk, calling
-/// `visit` after each chunk's forward (and backward, if asked) pass.
-#[allow(clippy::too_many_arguments)]
+/// The tangents x_e − x'_e of the given rows.
+pub fn path_tangents<T: Float>(direction: &Tensor<T>, rows: &[PathRow]) -> Result<Tensor<T>> {
+    let u = direction.len() / direction.shape()[0].max(1);
+    let mut data = Vec::with_capacity(u * rows.len());
+    for row in rows {
+        data.extend_from_slice(&direction.data()[row.example * u..(row.example + 1) * u]);
+    }
+    let mut shape = direction.shape().to_vec();
+    shape[0] = rows.len();
+    Tensor::new(shape, data)
+}
+
+/// Runs the model at every row, chunk by chunk, calling `visit` after each chunk's
+/// forward (and, if asked, backward) pass.
 pub fn sweep<T: Float>(
     model: &Model<T>,
     x: &Tensor<T>,
     baseline: &Tensor<T>,
     target: usize,
-    alphas: &[f64],
-    weights: &[f64],
+    rows: &[PathRow],
     opts: SweepOptions,
     mut visit: impl FnMut(Chunk<'_, T>) -> Result<()>,
 ) -> Result<()> {
-    ensure!(opts.batch_steps >= 1, "--batch-steps: must be at least 1");
-    ensure!(alphas.len() == weights.len(), "sweep: {} nodes but {} weights", alphas.len(), weights.len());
-    let n = x.shape()[0];
+    ensure!(opts.chunk_rows >= 1, "--batch-steps: must be at least 1");
     let direction = x.zip_map(baseline, |a, b| a - b)?;
     let mut tape = Tape::new();
-    let mut first = 0;
-    while first < alphas.len() {
-        let last = (first + opts.batch_steps).min(alphas.len());
-        let chunk_alphas = &alphas[first..last];
-        let k = chunk_alphas.len();
+    for chunk_rows in rows.chunks(opts.chunk_rows) {
         tape.clear();
-        let points = path_points(x, baseline, chunk_alphas)?;
-        let input = tape.variable(points);
+        let input = tape.variable(path_points(x, baseline, chunk_rows)?);
         if opts.tangents {
-            let mut t = Vec::with_capacity(direction.len() * k);
-            for _ in 0..k {
-                t.extend_from_slice(direction.data());
-            }
-            let shape = tape.value(input).shape().to_vec();
-            tape.set_tangent(input, Tensor::new(shape, t)?)?;
+            tape.set_tangent(input, path_tangents(&direction, chunk_rows)?)?;
         }
-        let recorded = model.record(&mut tape, input, false)?;
-        let layers = recorded.layer_outputs;
+        let layers = model.record(&mut tape, input, false)?.layer_outputs;
         if opts.adjoints {
             let out = *layers.last().unwrap_or(&input);
-            let picked = tape.apply(GatherRows { indices: vec![target; k * n] }, &[out])?;
-            tape.backward(picked, Tensor::full(&[k * n], T::ONE))?;
+            let picked = tape.apply(GatherRows { indices: vec![target; chunk_rows.len()] }, &[out])?;
+            tape.backward(picked, Tensor::full(&[chunk_rows.len()], T::ONE))?;
         }
-        visit(Chunk {
-            tape: &mut tape,
-            input,
-            layers: &layers,
-            alphas: chunk_alphas,
-            weights: &weights[first..last],
-            first_step: first,
-            examples: n,
-        })?;
-        first = last;
+        visit(Chunk { tape: &mut tape, input, layers: &layers, rows: chunk_rows })?;
     }
     Ok(())
 }
