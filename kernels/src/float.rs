@@ -51,6 +51,11 @@ pub trait Float:
     fn abs(self) -> Self;
     /// True when neither NaN nor infinite.
     fn is_finite(self) -> bool;
+    /// True when NaN.
+    #[allow(clippy::eq_op)]
+    fn is_nan(self) -> bool {
+        self != self
+    }
     /// The larger of two values (NaN-propagation as in `f64::max`).
     fn max(self, other: Self) -> Self;
     /// The smaller of two values.
@@ -129,6 +134,10 @@ macro_rules! impl_float {
             #[inline]
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
+            }
+            #[inline]
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
             }
             #[inline]
             fn max(self, other: Self) -> Self {

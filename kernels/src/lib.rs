@@ -5,6 +5,7 @@
 
 #![deny(missing_docs)]
 
+mod check;
 mod error;
 mod float;
 

@@ -1,0 +1,167 @@
+//! Max pooling with argmax, forward and backward.
+
+use rayon::prelude::*;
+
+use super::window::{worth_parallel, Taps};
+use super::Pool2dGeometry;
+use crate::check::check_len;
+use crate::{Float, KernelError};
+
+/// The `argmax` entry of a max-pool window that holds no input element at all (only
+/// possible with dilation, e.g. taps straddling a small input): its output is −∞, and
+/// [`max_pool2d_backward`] sends it no gradient.
+pub const NO_ARGMAX: usize = usize::MAX;
+
+/// Max pooling. `argmax[o]` = flat index into `x` (over the whole NCHW buffer) of the
+/// chosen element. Padding counts as −∞. Ties go to the FIRST index in row-major
+/// window scan order (as PyTorch). A NaN in the window wins (as PyTorch, whose scan
+/// takes every NaN it meets: with several NaNs the last one is chosen). A window with
+/// no input element (see [`NO_ARGMAX`]) gives −∞. `y` and `argmax` are overwritten.
+pub fn max_pool2d_forward<T: Float>(
+    g: &Pool2dGeometry,
+    x: &[T],
+    y: &mut [T],
+    argmax: &mut [usize],
+) -> Result<(), KernelError> {
+    const KERNEL: &str = "max_pool2d";
+    g.validate(KERNEL)?;
+    check_len(KERNEL, "input", x.len(), &g.input_dims())?;
+    check_len(KERNEL, "output", y.len(), &g.output_dims())?;
+    check_len(KERNEL, "argmax", argmax.len(), &g.output_dims())?;
+    let rows = Taps::all(
+        g.out_h,
+        g.stride[0],
+        g.padding[0],
+        g.dilation[0],
+        g.kernel[0],
+        g.in_h,
+    );
+    let cols = Taps::all(
+        g.out_w,
+        g.stride[1],
+        g.padding[1],
+        g.dilation[1],
+        g.kernel[1],
+        g.in_w,
+    );
+    let in_plane = g.in_h * g.in_w;
+    let out_plane = g.out_h * g.out_w;
+    let plane = |(p, (y_plane, argmax_plane)): (usize, (&mut [T], &mut [usize]))| {
+        let x_plane = &x[p * in_plane..][..in_plane];
+        max_plane(
+            g,
+            &rows,
+            &cols,
+            x_plane,
+            p * in_plane,
+            y_plane,
+            argmax_plane,
+        );
+    };
+    let planes = g.batch * g.channels;
+    if worth_parallel(planes, y.len() * g.kernel[0] * g.kernel[1]) {
+        y.par_chunks_mut(out_plane)
+            .zip(argmax.par_chunks_mut(out_plane))
+            .enumerate()
+            .for_each(plane);
+    } else {
+        y.chunks_mut(out_plane)
+            .zip(argmax.chunks_mut(out_plane))
+            .enumerate()
+            .for_each(plane);
+    }
+    Ok(())
+}
+
+/// Max pooling of one plane; `base` is the plane's offset in the whole input.
+fn max_plane<T: Float>(
+    g: &Pool2dGeometry,
+    rows: &[Taps],
+    cols: &[Taps],
+    x_plane: &[T],
+    base: usize,
+    y_plane: &mut [T],
+    argmax_plane: &mut [usize],
+) {
+    let [dh, dw] = g.dilation;
+    let neg_inf = T::from_f64(f64::NEG_INFINITY);
+    let mut outputs = y_plane.iter_mut().zip(argmax_plane.iter_mut());
+    for row in rows {
+        for col in cols {
+            let Some((y, argmax)) = outputs.next() else {
+                return;
+            };
+            if row.count == 0 || col.count == 0 {
+                *y = neg_inf;
+                *argmax = NO_ARGMAX;
+                continue;
+            }
+            // As PyTorch: start from −∞ at the first tap, take strictly greater values
+            // and NaNs.
+            let mut best = row.first * g.in_w + col.first;
+            let mut max = neg_inf;
+            for a in 0..row.count {
+                let row_start = (row.first + a * dh) * g.in_w + col.first;
+                for (b, &v) in x_plane[row_start..]
+                    .iter()
+                    .step_by(dw)
+                    .take(col.count)
+                    .enumerate()
+                {
+                    if v > max || v.is_nan() {
+                        max = v;
+                        best = row_start + b * dw;
+                    }
+                }
+            }
+            *y = max;
+            *argmax = base + best;
+        }
+    }
+}
+
+/// dx ← scatter-add of dy at argmax (dx overwritten first with zeros).
+///
+/// `argmax` is what [`max_pool2d_forward`] produced: every entry must be
+/// [`NO_ARGMAX`] or an index inside its own (n, c) plane of `dx`, else an error.
+pub fn max_pool2d_backward<T: Float>(
+    g: &Pool2dGeometry,
+    dy: &[T],
+    argmax: &[usize],
+    dx: &mut [T],
+) -> Result<(), KernelError> {
+    const KERNEL: &str = "max_pool2d_backward";
+    g.validate(KERNEL)?;
+    check_len(KERNEL, "output gradient", dy.len(), &g.output_dims())?;
+    check_len(KERNEL, "argmax", argmax.len(), &g.output_dims())?;
+    check_len(KERNEL, "input gradient", dx.len(), &g.input_dims())?;
+    let in_plane = g.in_h * g.in_w;
+    let out_plane = g.out_h * g.out_w;
+    let plane = |(p, dx_plane): (usize, &mut [T])| {
+        let base = p * in_plane;
+        dx_plane.fill(T::ZERO);
+        let dy_plane = &dy[p * out_plane..][..out_plane];
+        let argmax_plane = &argmax[p * out_plane..][..out_plane];
+        for (o, (&index, &d)) in argmax_plane.iter().zip(dy_plane).enumerate() {
+            if index == NO_ARGMAX {
+                continue;
+            }
+            match index.checked_sub(base).and_then(|i| dx_plane.get_mut(i)) {
+                Some(slot) => *slot += d,
+                None => {
+                    return Err(crate::kernel_err!(
+                        "{KERNEL}: argmax[{}] = {index} lies outside its plane {base}..{}",
+                        p * out_plane + o,
+                        base + in_plane
+                    ))
+                }
+            }
+        }
+        Ok(())
+    };
+    if worth_parallel(g.batch * g.channels, dx.len() + dy.len()) {
+        dx.par_chunks_mut(in_plane).enumerate().try_for_each(plane)
+    } else {
+        dx.chunks_mut(in_plane).enumerate().try_for_each(plane)
+    }
+}
