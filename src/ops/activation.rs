@@ -1,51 +1,302 @@
-//! Pointwise nonlinearities.
+//! Pointwise nonlinearities: `Relu`, `LeakyRelu`, `Prelu`, `Tanh`, `Sigmoid`, `Exp`, `Log`.
+//!
+//! Kink conventions (shared by VJP and JVP, as in PyTorch): relu'(0) = 0, and leaky_relu
+//! and prelu take the negative-side slope at exactly 0 — the derivative is 1 where x > 0
+//! and the slope elsewhere, zero included.
 
-use super::expect_inputs;
+use super::{check_jvp, check_output, check_vjp, expect_inputs, unary_jvp, unary_vjp};
 use crate::tape::Op;
 use crate::tensor::Tensor;
-use crate::Result;
+use crate::{ensure, Result};
 use mho_kernels::Float;
+
+/// VJP of a pointwise op whose derivative at (x, y = f(x)) is `slope(x, y)`.
+fn pointwise_vjp<T: Float>(
+    name: &str,
+    x: &[&Tensor<T>],
+    y: &Tensor<T>,
+    g: &Tensor<T>,
+    needs: &[bool],
+    slope: impl Fn(T, T) -> T,
+) -> Result<Vec<Option<Tensor<T>>>> {
+    unary_vjp(name, x, y, g, needs)?;
+    if !needs[0] {
+        return Ok(vec![None]);
+    }
+    let data = g
+        .data()
+        .iter()
+        .zip(x[0].data().iter().zip(y.data()))
+        .map(|(&g, (&x, &y))| g * slope(x, y))
+        .collect();
+    Ok(vec![Some(Tensor::new(y.shape().to_vec(), data)?)])
+}
+
+/// JVP of a pointwise op whose derivative at (x, y = f(x)) is `slope(x, y)`.
+fn pointwise_jvp<T: Float>(
+    name: &str,
+    x: &[&Tensor<T>],
+    y: &Tensor<T>,
+    t: &[Option<&Tensor<T>>],
+    slope: impl Fn(T, T) -> T,
+) -> Result<Tensor<T>> {
+    unary_jvp(name, x, y, t)?;
+    let Some(t) = t[0] else {
+        return Ok(Tensor::zeros(y.shape()));
+    };
+    let data = t
+        .data()
+        .iter()
+        .zip(x[0].data().iter().zip(y.data()))
+        .map(|(&t, (&x, &y))| t * slope(x, y))
+        .collect();
+    Tensor::new(y.shape().to_vec(), data)
+}
+
+/// Implements `Op` for a pointwise op from its name, its function and its derivative
+/// `slope(x, y)` (given both the input and the output, so it can reuse either).
+macro_rules! pointwise_op {
+    ($ty:ty, $name:literal, |$s:ident, $v:ident| $f:expr, |$sd:ident, $x:ident, $y:ident| $d:expr) => {
+        impl<T: Float> Op<T> for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+                expect_inputs($name, x, 1)?;
+                let $s = self;
+                Ok(x[0].map(|$v: T| $f))
+            }
+
+            fn vjp(
+                &self,
+                x: &[&Tensor<T>],
+                y: &Tensor<T>,
+                g: &Tensor<T>,
+                needs: &[bool],
+            ) -> Result<Vec<Option<Tensor<T>>>> {
+                let $sd = self;
+                pointwise_vjp($name, x, y, g, needs, |$x: T, $y: T| $d)
+            }
+
+            fn jvp(
+                &self,
+                x: &[&Tensor<T>],
+                y: &Tensor<T>,
+                t: &[Option<&Tensor<T>>],
+            ) -> Result<Tensor<T>> {
+                let $sd = self;
+                pointwise_jvp($name, x, y, t, |$x: T, $y: T| $d)
+            }
+        }
+    };
+}
 
 /// max(x, 0), with relu'(0) = 0.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Relu;
 
-impl Relu {
-    /// The derivative used by both VJP and JVP: 1 where x > 0, else 0.
+pointwise_op!(
+    Relu,
+    "relu",
+    |_op, v| if v > T::ZERO { v } else { T::ZERO },
+    |_op, x, _y| if x > T::ZERO { T::ONE } else { T::ZERO }
+);
+
+/// x where x > 0, else `negative_slope`·x; the derivative at 0 is `negative_slope`.
+#[derive(Clone, Copy, Debug)]
+pub struct LeakyRelu {
+    /// The slope for x ≤ 0 (PyTorch's default is 0.01).
+    pub negative_slope: f64,
+}
+
+pointwise_op!(
+    LeakyRelu,
+    "leaky_relu",
+    |op, v| if v > T::ZERO {
+        v
+    } else {
+        T::from_f64(op.negative_slope) * v
+    },
+    |op, x, _y| if x > T::ZERO {
+        T::ONE
+    } else {
+        T::from_f64(op.negative_slope)
+    }
+);
+
+/// tanh(x); the derivative 1 − y² is taken from the output.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tanh;
+
+pointwise_op!(Tanh, "tanh", |_op, v| v.tanh(), |_op, _x, y| T::ONE - y * y);
+
+/// The logistic function 1 / (1 + e^−x), evaluated without overflow; derivative y(1 − y).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sigmoid;
+
+/// 1 / (1 + e^−x) without overflow for large |x|.
+fn sigmoid<T: Float>(x: T) -> T {
+    if x >= T::ZERO {
+        T::ONE / (T::ONE + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::ONE + e)
+    }
+}
+
+pointwise_op!(Sigmoid, "sigmoid", |_op, v| sigmoid(v), |_op, _x, y| y
+    * (T::ONE - y));
+
+/// eˣ; the derivative is the output itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Exp;
+
+pointwise_op!(Exp, "exp", |_op, v| v.exp(), |_op, _x, y| y);
+
+/// The natural logarithm (NaN for negative inputs, −∞ at 0, as IEEE); derivative 1/x.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Log;
+
+pointwise_op!(Log, "log", |_op, v| v.ln(), |_op, x, _y| T::ONE / x);
+
+/// Parametric relu: x where x > 0, else a·x with a learned slope a. Inputs `[x, weight]`;
+/// the weight holds one slope shared by all channels, or one per channel (axis 1 of x),
+/// as PyTorch's `PReLU(num_parameters)`. The derivative at x = 0 is the slope.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Prelu;
+
+/// How a prelu weight maps onto x's elements: element `i` uses slope
+/// `(i / inner) % channels` (channels = 1 for a shared slope).
+struct PreluLayout {
+    channels: usize,
+    inner: usize,
+}
+
+impl PreluLayout {
+    fn new<T: Float>(x: &Tensor<T>, w: &Tensor<T>) -> Result<Self> {
+        ensure!(
+            w.ndim() <= 1,
+            "prelu: weight {:?} must be a vector (input {:?})",
+            w.shape(),
+            x.shape()
+        );
+        if w.len() == 1 {
+            return Ok(PreluLayout {
+                channels: 1,
+                inner: 1,
+            });
+        }
+        ensure!(
+            x.ndim() >= 2 && x.shape()[1] == w.len(),
+            "prelu: weight {:?} needs 1 element or one per channel (axis 1) of input {:?}",
+            w.shape(),
+            x.shape()
+        );
+        Ok(PreluLayout {
+            channels: w.len(),
+            inner: x.shape()[2..].iter().product(),
+        })
+    }
+
+    /// The slope index of flat element `i` of x.
     #[inline]
-    fn slope<T: Float>(x: T) -> T {
-        if x > T::ZERO {
-            T::ONE
+    fn channel(&self, i: usize) -> usize {
+        if self.channels == 1 {
+            0
         } else {
-            T::ZERO
+            (i / self.inner) % self.channels
         }
     }
 }
 
-impl<T: Float> Op<T> for Relu {
+impl<T: Float> Op<T> for Prelu {
     fn name(&self) -> &'static str {
-        "relu"
+        "prelu"
     }
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
-        expect_inputs("relu", x, 1)?;
-        Ok(x[0].map(|v| if v > T::ZERO { v } else { T::ZERO }))
+        expect_inputs("prelu", x, 2)?;
+        let layout = PreluLayout::new(x[0], x[1])?;
+        let w = x[1].data();
+        let data = x[0]
+            .data()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if v > T::ZERO {
+                    v
+                } else {
+                    w[layout.channel(i)] * v
+                }
+            })
+            .collect();
+        Tensor::new(x[0].shape().to_vec(), data)
     }
 
     fn vjp(
         &self,
         x: &[&Tensor<T>],
-        _y: &Tensor<T>,
+        y: &Tensor<T>,
         g: &Tensor<T>,
-        _needs: &[bool],
+        needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![Some(g.zip_map(x[0], |g, v| g * Self::slope(v))?)])
+        check_vjp("prelu", x, needs, 2)?;
+        let layout = PreluLayout::new(x[0], x[1])?;
+        check_output("prelu", y, Some(g), x[0].shape())?;
+        let (xs, w, gs) = (x[0].data(), x[1].data(), g.data());
+        let dx = if needs[0] {
+            let data = (0..xs.len())
+                .map(|i| {
+                    if xs[i] > T::ZERO {
+                        gs[i]
+                    } else {
+                        gs[i] * w[layout.channel(i)]
+                    }
+                })
+                .collect();
+            Some(Tensor::new(x[0].shape().to_vec(), data)?)
+        } else {
+            None
+        };
+        let dw = if needs[1] {
+            let mut dw = Tensor::zeros(x[1].shape());
+            let acc = dw.data_mut();
+            for i in 0..xs.len() {
+                if xs[i] <= T::ZERO {
+                    acc[layout.channel(i)] += gs[i] * xs[i];
+                }
+            }
+            Some(dw)
+        } else {
+            None
+        };
+        Ok(vec![dx, dw])
     }
 
-    fn jvp(&self, x: &[&Tensor<T>], _y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
-        match t[0] {
-            Some(t) => t.zip_map(x[0], |t, v| t * Self::slope(v)),
-            None => Ok(Tensor::zeros(x[0].shape())),
-        }
+    fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
+        check_jvp("prelu", x, t, 2)?;
+        let layout = PreluLayout::new(x[0], x[1])?;
+        check_output("prelu", y, None, x[0].shape())?;
+        let (xs, w) = (x[0].data(), x[1].data());
+        let data = (0..xs.len())
+            .map(|i| {
+                let c = layout.channel(i);
+                let positive = xs[i] > T::ZERO;
+                let from_x = t[0].map_or(T::ZERO, |tx| {
+                    if positive {
+                        tx.data()[i]
+                    } else {
+                        w[c] * tx.data()[i]
+                    }
+                });
+                let from_w = match t[1] {
+                    Some(tw) if !positive => tw.data()[c] * xs[i],
+                    _ => T::ZERO,
+                };
+                from_x + from_w
+            })
+            .collect();
+        Tensor::new(y.shape().to_vec(), data)
     }
 }

@@ -1,10 +1,58 @@
-//! Elementwise arithmetic on tensors of the same shape.
+//! Elementwise arithmetic: two tensors of the same shape (`Add`, `Sub`, `Mul`, `Div`), a
+//! tensor and a scalar (`AddScalar`, `MulScalar`), and negation (`Neg`).
 
-use super::{expect_inputs, same_shape};
+use super::{check_jvp, check_output, check_vjp, expect_inputs, same_shape, unary_jvp, unary_vjp};
 use crate::tape::Op;
 use crate::tensor::Tensor;
 use crate::Result;
 use mho_kernels::Float;
+
+/// Checks a binary elementwise op's inputs: two tensors of one shape.
+fn binary<T: Float>(name: &str, x: &[&Tensor<T>]) -> Result<()> {
+    expect_inputs(name, x, 2)?;
+    same_shape(name, x[0], x[1])
+}
+
+/// Checks a binary elementwise op's VJP arguments.
+fn binary_vjp<T: Float>(
+    name: &str,
+    x: &[&Tensor<T>],
+    y: &Tensor<T>,
+    g: &Tensor<T>,
+    needs: &[bool],
+) -> Result<()> {
+    check_vjp(name, x, needs, 2)?;
+    same_shape(name, x[0], x[1])?;
+    check_output(name, y, Some(g), x[0].shape())
+}
+
+/// Checks a binary elementwise op's JVP arguments.
+fn binary_jvp<T: Float>(
+    name: &str,
+    x: &[&Tensor<T>],
+    y: &Tensor<T>,
+    t: &[Option<&Tensor<T>>],
+) -> Result<()> {
+    check_jvp(name, x, t, 2)?;
+    same_shape(name, x[0], x[1])?;
+    check_output(name, y, None, x[0].shape())
+}
+
+/// ta·ca + tb·cb for the given tangents (`None` = zero) of two same-shape inputs.
+fn combine<T: Float>(
+    shape: &[usize],
+    ta: Option<&Tensor<T>>,
+    tb: Option<&Tensor<T>>,
+    ca: T,
+    cb: T,
+) -> Result<Tensor<T>> {
+    match (ta, tb) {
+        (Some(a), Some(b)) => a.zip_map(b, |a, b| ca * a + cb * b),
+        (Some(a), None) => Ok(a.map(|a| ca * a)),
+        (None, Some(b)) => Ok(b.map(|b| cb * b)),
+        (None, None) => Ok(Tensor::zeros(shape)),
+    }
+}
 
 /// a + b.
 #[derive(Clone, Copy, Debug, Default)]
@@ -16,26 +64,67 @@ impl<T: Float> Op<T> for Add {
     }
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
-        expect_inputs("add", x, 2)?;
+        binary("add", x)?;
         x[0].zip_map(x[1], |a, b| a + b)
     }
 
     fn vjp(
         &self,
-        _x: &[&Tensor<T>],
-        _y: &Tensor<T>,
+        x: &[&Tensor<T>],
+        y: &Tensor<T>,
         g: &Tensor<T>,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
+        binary_vjp("add", x, y, g, needs)?;
         Ok(needs.iter().map(|&n| n.then(|| g.clone())).collect())
     }
 
-    fn jvp(&self, _x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
-        let mut out = Tensor::zeros(y.shape());
-        for ti in t.iter().flatten() {
-            out.add_assign(ti)?;
+    fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
+        binary_jvp("add", x, y, t)?;
+        match (t[0], t[1]) {
+            (Some(a), Some(b)) => a.zip_map(b, |a, b| a + b),
+            (Some(a), None) => Ok(a.clone()),
+            (None, Some(b)) => Ok(b.clone()),
+            (None, None) => Ok(Tensor::zeros(y.shape())),
         }
-        Ok(out)
+    }
+}
+
+/// a − b.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sub;
+
+impl<T: Float> Op<T> for Sub {
+    fn name(&self) -> &'static str {
+        "sub"
+    }
+
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        binary("sub", x)?;
+        x[0].zip_map(x[1], |a, b| a - b)
+    }
+
+    fn vjp(
+        &self,
+        x: &[&Tensor<T>],
+        y: &Tensor<T>,
+        g: &Tensor<T>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        binary_vjp("sub", x, y, g, needs)?;
+        let da = needs[0].then(|| g.clone());
+        let db = needs[1].then(|| g.map(|g| -g));
+        Ok(vec![da, db])
+    }
+
+    fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
+        binary_jvp("sub", x, y, t)?;
+        match (t[0], t[1]) {
+            (Some(a), Some(b)) => a.zip_map(b, |a, b| a - b),
+            (Some(a), None) => Ok(a.clone()),
+            (None, Some(b)) => Ok(b.map(|b| -b)),
+            (None, None) => Ok(Tensor::zeros(y.shape())),
+        }
     }
 }
 
@@ -49,31 +138,193 @@ impl<T: Float> Op<T> for Mul {
     }
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
-        expect_inputs("mul", x, 2)?;
-        same_shape("mul", x[0], x[1])?;
+        binary("mul", x)?;
         x[0].zip_map(x[1], |a, b| a * b)
     }
 
     fn vjp(
         &self,
         x: &[&Tensor<T>],
-        _y: &Tensor<T>,
+        y: &Tensor<T>,
         g: &Tensor<T>,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        let da = if needs[0] { Some(g.zip_map(x[1], |g, b| g * b)?) } else { None };
-        let db = if needs[1] { Some(g.zip_map(x[0], |g, a| g * a)?) } else { None };
+        binary_vjp("mul", x, y, g, needs)?;
+        let da = if needs[0] {
+            Some(g.zip_map(x[1], |g, b| g * b)?)
+        } else {
+            None
+        };
+        let db = if needs[1] {
+            Some(g.zip_map(x[0], |g, a| g * a)?)
+        } else {
+            None
+        };
         Ok(vec![da, db])
     }
 
     fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
-        let mut out = Tensor::zeros(y.shape());
-        if let Some(ta) = t[0] {
-            out.add_assign(&ta.zip_map(x[1], |ta, b| ta * b)?)?;
-        }
-        if let Some(tb) = t[1] {
-            out.add_assign(&tb.zip_map(x[0], |tb, a| tb * a)?)?;
-        }
-        Ok(out)
+        binary_jvp("mul", x, y, t)?;
+        let (a, b) = (x[0].data(), x[1].data());
+        let data = match (t[0], t[1]) {
+            (Some(ta), Some(tb)) => (0..a.len())
+                .map(|i| ta.data()[i] * b[i] + a[i] * tb.data()[i])
+                .collect(),
+            (Some(ta), None) => ta.data().iter().zip(b).map(|(&t, &b)| t * b).collect(),
+            (None, Some(tb)) => tb.data().iter().zip(a).map(|(&t, &a)| t * a).collect(),
+            (None, None) => vec![T::ZERO; a.len()],
+        };
+        Tensor::new(y.shape().to_vec(), data)
+    }
+}
+
+/// a ⊘ b (elementwise quotient; division by zero gives infinities as in IEEE arithmetic).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Div;
+
+impl<T: Float> Op<T> for Div {
+    fn name(&self) -> &'static str {
+        "div"
+    }
+
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        binary("div", x)?;
+        x[0].zip_map(x[1], |a, b| a / b)
+    }
+
+    fn vjp(
+        &self,
+        x: &[&Tensor<T>],
+        y: &Tensor<T>,
+        g: &Tensor<T>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        binary_vjp("div", x, y, g, needs)?;
+        // ∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = −a/b².
+        let da = if needs[0] {
+            Some(g.zip_map(x[1], |g, b| g / b)?)
+        } else {
+            None
+        };
+        let db = if needs[1] {
+            let (a, b) = (x[0].data(), x[1].data());
+            let data = (0..a.len())
+                .map(|i| -g.data()[i] * a[i] / (b[i] * b[i]))
+                .collect();
+            Some(Tensor::new(x[1].shape().to_vec(), data)?)
+        } else {
+            None
+        };
+        Ok(vec![da, db])
+    }
+
+    fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
+        binary_jvp("div", x, y, t)?;
+        let (a, b) = (x[0].data(), x[1].data());
+        let zero = T::ZERO;
+        let data = (0..a.len())
+            .map(|i| {
+                let ta = t[0].map_or(zero, |t| t.data()[i]);
+                let tb = t[1].map_or(zero, |t| t.data()[i]);
+                ta / b[i] - tb * a[i] / (b[i] * b[i])
+            })
+            .collect();
+        Tensor::new(y.shape().to_vec(), data)
+    }
+}
+
+/// x + c for a scalar c.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AddScalar(pub f64);
+
+impl<T: Float> Op<T> for AddScalar {
+    fn name(&self) -> &'static str {
+        "add_scalar"
+    }
+
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        expect_inputs("add_scalar", x, 1)?;
+        let c = T::from_f64(self.0);
+        Ok(x[0].map(|v| v + c))
+    }
+
+    fn vjp(
+        &self,
+        x: &[&Tensor<T>],
+        y: &Tensor<T>,
+        g: &Tensor<T>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        unary_vjp("add_scalar", x, y, g, needs)?;
+        Ok(vec![needs[0].then(|| g.clone())])
+    }
+
+    fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
+        unary_jvp("add_scalar", x, y, t)?;
+        Ok(t[0].map_or_else(|| Tensor::zeros(y.shape()), Tensor::clone))
+    }
+}
+
+/// c·x for a scalar c.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MulScalar(pub f64);
+
+impl<T: Float> Op<T> for MulScalar {
+    fn name(&self) -> &'static str {
+        "mul_scalar"
+    }
+
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        expect_inputs("mul_scalar", x, 1)?;
+        let c = T::from_f64(self.0);
+        Ok(x[0].map(|v| c * v))
+    }
+
+    fn vjp(
+        &self,
+        x: &[&Tensor<T>],
+        y: &Tensor<T>,
+        g: &Tensor<T>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        unary_vjp("mul_scalar", x, y, g, needs)?;
+        let c = T::from_f64(self.0);
+        Ok(vec![needs[0].then(|| g.map(|g| c * g))])
+    }
+
+    fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
+        unary_jvp("mul_scalar", x, y, t)?;
+        combine(y.shape(), t[0], None, T::from_f64(self.0), T::ZERO)
+    }
+}
+
+/// −x.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Neg;
+
+impl<T: Float> Op<T> for Neg {
+    fn name(&self) -> &'static str {
+        "neg"
+    }
+
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        expect_inputs("neg", x, 1)?;
+        Ok(x[0].map(|v| -v))
+    }
+
+    fn vjp(
+        &self,
+        x: &[&Tensor<T>],
+        y: &Tensor<T>,
+        g: &Tensor<T>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        unary_vjp("neg", x, y, g, needs)?;
+        Ok(vec![needs[0].then(|| g.map(|g| -g))])
+    }
+
+    fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
+        unary_jvp("neg", x, y, t)?;
+        combine(y.shape(), t[0], None, -T::ONE, T::ZERO)
     }
 }
