@@ -1,6 +1,7 @@
 //! The attribution methods as accumulations over the path sweep.
 
 use super::path::{sweep, uniform_rows, Chunk, PathRow, SweepOptions};
+use super::exact::{exact_rows, ExactOptions};
 use super::quadrature::Rule;
 use super::report::Report;
 use crate::nn::Model;
@@ -160,6 +161,8 @@ pub struct Request {
     pub form: ConductanceForm,
     /// Steps per chunk (memory bound).
     pub batch_steps: usize,
+    /// `Some` for `--rule exact` (then `rule` and `steps` are not used).
+    pub exact: Option<ExactOptions>,
 }
 
 impl Request {
@@ -175,6 +178,7 @@ impl Request {
             steps: 50,
             form: ConductanceForm::Tangent,
             batch_steps: 50,
+            exact: None,
         }
     }
 }
@@ -292,17 +296,37 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
             );
         }
     }
-    let (alphas, weights) = match (req.method, req.form) {
-        (Method::Activation | Method::GradientXActivation, _) => (vec![1.0], vec![1.0]),
-        (Method::Conductance, ConductanceForm::Difference) => {
-            let (a, _) = req.rule.nodes_weights(req.steps.checked_add(1).unwrap_or(usize::MAX))?;
-            let w = vec![0.0; a.len()];
-            (a, w)
-        }
-        _ => req.rule.nodes_weights(req.steps)?,
-    };
     ensure!(req.batch_steps >= 1, "--batch-steps: must be at least 1");
-    let rows = uniform_rows(n, &alphas, &weights);
+    let out_change: Vec<f64> = out_x.iter().zip(&out_b).map(|(a, b)| a - b).collect();
+    let mut pieces = None;
+    let mut evaluations = 0usize;
+    let rows = if let Some(mut opts) = req.exact {
+        ensure!(
+            req.method.uses_path(),
+            "--rule exact: {} has no path integral; use it with integrated-gradients, conductance, neuron-conductance or internal-influence",
+            req.method
+        );
+        ensure!(
+            req.form == ConductanceForm::Tangent,
+            "--conductance-form: the exact rule integrates each linear piece exactly; the difference form does not apply"
+        );
+        opts.chunk_rows = req.batch_steps.saturating_mul(n);
+        let found = exact_rows(model, x, &baseline, req.target, &out_change, &opts)?;
+        evaluations += found.backward_rows;
+        pieces = Some(found.pieces);
+        found.rows
+    } else {
+        let (alphas, weights) = match (req.method, req.form) {
+            (Method::Activation | Method::GradientXActivation, _) => (vec![1.0], vec![1.0]),
+            (Method::Conductance, ConductanceForm::Difference) => {
+                let (a, _) = req.rule.nodes_weights(req.steps.saturating_add(1))?;
+                let w = vec![0.0; a.len()];
+                (a, w)
+            }
+            _ => req.rule.nodes_weights(req.steps)?,
+        };
+        uniform_rows(n, &alphas, &weights)
+    };
     let opts = SweepOptions {
         tangents: req.method == Method::Conductance && req.form == ConductanceForm::Tangent,
         adjoints: req.method != Method::Activation,
@@ -326,7 +350,6 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
     let mut neuron_accs: Vec<Vec<f64>> = vec![vec![0.0; x.len()]; neuron_flat.len()];
     // Difference form: per layer and example, the previous node's adjoint and value.
     let mut prev: Vec<Vec<Option<(Vec<T>, Vec<T>)>>> = vec![vec![None; n]; layers.len()];
-    let mut evaluations = 0usize;
 
     sweep(model, x, &baseline, req.target, &rows, opts, |chunk| {
         let rows = chunk.rows;
@@ -403,7 +426,7 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
     let deltas_for = |acc: &[f64]| -> Vec<f64> {
         let u = acc.len() / n;
         (0..n)
-            .map(|e| acc[e * u..(e + 1) * u].iter().sum::<f64>() - (out_x[e] - out_b[e]))
+            .map(|e| acc[e * u..(e + 1) * u].iter().sum::<f64>() - out_change[e])
             .collect()
     };
     if req.method == Method::NeuronConductance {
@@ -429,15 +452,15 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
     }
     Ok(Report {
         method: req.method.name().into(),
-        rule: req.rule.name().into(),
-        steps: if req.method.uses_path() { req.steps } else { 0 },
+        rule: if req.exact.is_some() { "exact".into() } else { req.rule.name().into() },
+        steps: if req.method.uses_path() && req.exact.is_none() { req.steps } else { 0 },
         target: req.target,
         precision: T::NAME.into(),
         outputs_input: out_x,
         outputs_baseline: out_b,
         attributions,
         delta,
-        pieces: None,
+        pieces,
         gradient_evaluations: evaluations,
     })
 }

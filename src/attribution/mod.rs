@@ -5,11 +5,13 @@
 //! Everything is bookkeeping on the tape of [`path::sweep`]: at each path node α_k the
 //! tape holds every layer's value y, adjoint ∂F/∂y and tangent dy/dα.
 
+pub mod exact;
 pub mod methods;
 pub mod path;
 pub mod quadrature;
 pub mod report;
 
+pub use exact::ExactOptions;
 pub use methods::{attribute, Baseline, ConductanceForm, LayerSelection, Method, Request};
 pub use quadrature::Rule;
 pub use report::Report;
