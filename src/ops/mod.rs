@@ -21,9 +21,12 @@
 
 pub mod activation;
 pub mod arith;
+pub mod conv;
 pub mod embedding;
+pub mod linear;
 pub mod loss;
 pub mod norm;
+pub mod pool;
 pub mod reduce;
 pub mod select;
 pub mod shape;
@@ -31,9 +34,12 @@ pub mod softmax;
 
 pub use activation::{Exp, LeakyRelu, Log, Prelu, Relu, Sigmoid, Tanh};
 pub use arith::{Add, AddScalar, Div, Mul, MulScalar, Neg, Sub};
+pub use conv::{Conv1d, Conv2d};
 pub use embedding::Embedding;
+pub use linear::{Linear, MatMul};
 pub use loss::CrossEntropy;
 pub use norm::BatchNorm;
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool1d, MaxPool2d};
 pub use reduce::{Mean, Sum, SumAxis};
 pub use select::{GatherRows, Select};
 pub use shape::{Concat, Dropout, Flatten, Identity, Permute, Reshape};

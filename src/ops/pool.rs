@@ -1,0 +1,388 @@
+//! Pooling with PyTorch's rules on the kernels: `MaxPool2d`, `MaxPool1d`, `AvgPool2d`,
+//! `AdaptiveAvgPool2d`. Inputs are NCHW (NCL for 1-d), or unbatched `[C, H, W]` (`[C, L]`).
+//!
+//! Max pooling: padding counts as −∞ and ties go to the first index in row-major window
+//! order. VJP and JVP both recompute the argmax from the input (so they agree exactly,
+//! ties included): VJP scatters the output gradient to it, JVP gathers the input tangent
+//! from it. A window holding no input element (possible with dilation) outputs −∞ and
+//! passes no gradient or tangent. Average pooling is linear: its JVP is the forward map.
+
+use super::{check_jvp, check_output, check_vjp, expect_inputs};
+use crate::tape::{Linearity, Op};
+use crate::tensor::Tensor;
+use crate::{bail, Error, Result};
+use mho_kernels::pool::{
+    adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, avg_pool2d_backward,
+    avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward, AdaptivePool2dGeometry,
+    Pool2dGeometry, NO_ARGMAX,
+};
+use mho_kernels::{Float, KernelError};
+
+/// 2-d max pooling over NCHW planes.
+#[derive(Clone, Copy, Debug)]
+pub struct MaxPool2d {
+    /// Window size `[height, width]`.
+    pub kernel: [usize; 2],
+    /// Stride `[vertical, horizontal]` (PyTorch's default is the kernel size).
+    pub stride: [usize; 2],
+    /// Implicit −∞ padding on each side; at most half the dilated window.
+    pub padding: [usize; 2],
+    /// Spacing between window taps.
+    pub dilation: [usize; 2],
+    /// Round the output size up rather than down.
+    pub ceil_mode: bool,
+}
+
+/// 1-d max pooling over NCL rows.
+#[derive(Clone, Copy, Debug)]
+pub struct MaxPool1d {
+    /// Window length.
+    pub kernel: usize,
+    /// Stride (PyTorch's default is the kernel size).
+    pub stride: usize,
+    /// Implicit −∞ padding on each side; at most half the dilated window.
+    pub padding: usize,
+    /// Spacing between window taps.
+    pub dilation: usize,
+    /// Round the output size up rather than down.
+    pub ceil_mode: bool,
+}
+
+/// 2-d average pooling over NCHW planes.
+#[derive(Clone, Copy, Debug)]
+pub struct AvgPool2d {
+    /// Window size `[height, width]`.
+    pub kernel: [usize; 2],
+    /// Stride `[vertical, horizontal]` (PyTorch's default is the kernel size).
+    pub stride: [usize; 2],
+    /// Implicit zero padding on each side; at most half the window.
+    pub padding: [usize; 2],
+    /// Round the output size up rather than down.
+    pub ceil_mode: bool,
+    /// Divide by the whole window, padding included (else by the input elements only).
+    pub count_include_pad: bool,
+}
+
+/// Average pooling to a fixed output size `[OH, OW]` with PyTorch's bins.
+#[derive(Clone, Copy, Debug)]
+pub struct AdaptiveAvgPool2d {
+    /// The output size `[height, width]`.
+    pub output_size: [usize; 2],
+}
+
+/// An input's planes: batch, channels, spatial size `[h, w]` (h = 1 for 1-d), and whether
+/// the input had a batch axis.
+struct Planes {
+    batch: usize,
+    channels: usize,
+    hw: [usize; 2],
+    batched: bool,
+    spatial: usize,
+}
+
+impl Planes {
+    /// Reads the planes of an input with `spatial` (1 or 2) spatial axes.
+    fn of(name: &str, shape: &[usize], spatial: usize) -> Result<Self> {
+        let batched = shape.len() == spatial + 2;
+        if !batched && shape.len() != spatial + 1 {
+            let layout = if spatial == 2 {
+                "[N, C, H, W]"
+            } else {
+                "[N, C, L]"
+            };
+            bail!("{name}: input {shape:?} must be {layout} (or unbatched)");
+        }
+        let s = if batched { &shape[1..] } else { shape };
+        let hw = if spatial == 2 {
+            [s[1], s[2]]
+        } else {
+            [1, s[1]]
+        };
+        Ok(Planes {
+            batch: if batched { shape[0] } else { 1 },
+            channels: s[0],
+            hw,
+            batched,
+            spatial,
+        })
+    }
+
+    /// The output shape for an output plane of `[oh, ow]`.
+    fn out_shape(&self, [oh, ow]: [usize; 2]) -> Vec<usize> {
+        let mut out = if self.batched {
+            vec![self.batch]
+        } else {
+            vec![]
+        };
+        out.push(self.channels);
+        if self.spatial == 2 {
+            out.push(oh);
+        }
+        out.push(ow);
+        out
+    }
+}
+
+/// Maps a kernel error into the op's error, naming the input shape.
+fn kernel<R>(name: &str, shape: &[usize], r: std::result::Result<R, KernelError>) -> Result<R> {
+    r.map_err(|e| Error::from(e).context(format!("{name}: input {shape:?}")))
+}
+
+/// A validated max pooling: the kernel geometry and the output shape.
+struct MaxPlan {
+    geometry: Pool2dGeometry,
+    out_shape: Vec<usize>,
+}
+
+impl MaxPlan {
+    /// Runs the forward kernel: (output, argmax).
+    fn run<T: Float>(&self, name: &str, x: &Tensor<T>) -> Result<(Tensor<T>, Vec<usize>)> {
+        let mut y = Tensor::zeros(&self.out_shape);
+        let mut argmax = vec![0; y.len()];
+        kernel(
+            name,
+            x.shape(),
+            max_pool2d_forward(&self.geometry, x.data(), y.data_mut(), &mut argmax),
+        )?;
+        Ok((y, argmax))
+    }
+}
+
+impl MaxPool2d {
+    fn plan(&self, shape: &[usize]) -> Result<MaxPlan> {
+        let p = Planes::of("max_pool2d", shape, 2)?;
+        let g = Pool2dGeometry::new(
+            p.batch,
+            p.channels,
+            p.hw,
+            self.kernel,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.ceil_mode,
+        );
+        let geometry = kernel("max_pool2d", shape, g)?;
+        let out_shape = p.out_shape([geometry.out_h, geometry.out_w]);
+        Ok(MaxPlan {
+            geometry,
+            out_shape,
+        })
+    }
+}
+
+impl MaxPool1d {
+    fn plan(&self, shape: &[usize]) -> Result<MaxPlan> {
+        let p = Planes::of("max_pool1d", shape, 1)?;
+        let g = Pool2dGeometry::pool1d(
+            p.batch,
+            p.channels,
+            p.hw[1],
+            self.kernel,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.ceil_mode,
+        );
+        let geometry = kernel("max_pool1d", shape, g)?;
+        let out_shape = p.out_shape([geometry.out_h, geometry.out_w]);
+        Ok(MaxPlan {
+            geometry,
+            out_shape,
+        })
+    }
+}
+
+/// Implements `Op` for a max pooling struct with a `plan(shape)` method.
+macro_rules! max_pool_op {
+    ($ty:ty, $name:literal) => {
+        impl<T: Float> Op<T> for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+                expect_inputs($name, x, 1)?;
+                Ok(self.plan(x[0].shape())?.run($name, x[0])?.0)
+            }
+
+            fn vjp(
+                &self,
+                x: &[&Tensor<T>],
+                y: &Tensor<T>,
+                g: &Tensor<T>,
+                needs: &[bool],
+            ) -> Result<Vec<Option<Tensor<T>>>> {
+                check_vjp($name, x, needs, 1)?;
+                let plan = self.plan(x[0].shape())?;
+                check_output($name, y, Some(g), &plan.out_shape)?;
+                if !needs[0] {
+                    return Ok(vec![None]);
+                }
+                let (_, argmax) = plan.run($name, x[0])?;
+                let mut dx = Tensor::zeros(x[0].shape());
+                let r = max_pool2d_backward(&plan.geometry, g.data(), &argmax, dx.data_mut());
+                kernel($name, x[0].shape(), r)?;
+                Ok(vec![Some(dx)])
+            }
+
+            fn jvp(
+                &self,
+                x: &[&Tensor<T>],
+                y: &Tensor<T>,
+                t: &[Option<&Tensor<T>>],
+            ) -> Result<Tensor<T>> {
+                check_jvp($name, x, t, 1)?;
+                let plan = self.plan(x[0].shape())?;
+                check_output($name, y, None, &plan.out_shape)?;
+                let Some(t) = t[0] else {
+                    return Ok(Tensor::zeros(&plan.out_shape));
+                };
+                let (_, argmax) = plan.run($name, x[0])?;
+                let td = t.data();
+                let data = argmax
+                    .iter()
+                    .map(|&i| if i == NO_ARGMAX { T::ZERO } else { td[i] })
+                    .collect();
+                Tensor::new(plan.out_shape, data)
+            }
+
+            fn linearity(&self) -> Linearity {
+                Linearity::PiecewiseLinear
+            }
+        }
+    };
+}
+
+max_pool_op!(MaxPool2d, "max_pool2d");
+max_pool_op!(MaxPool1d, "max_pool1d");
+
+impl AvgPool2d {
+    fn plan(&self, shape: &[usize]) -> Result<(Pool2dGeometry, Vec<usize>)> {
+        let p = Planes::of("avg_pool2d", shape, 2)?;
+        let g = Pool2dGeometry::new(
+            p.batch,
+            p.channels,
+            p.hw,
+            self.kernel,
+            self.stride,
+            self.padding,
+            [1, 1],
+            self.ceil_mode,
+        );
+        let g = kernel("avg_pool2d", shape, g)?;
+        Ok((g, p.out_shape([g.out_h, g.out_w])))
+    }
+
+    fn apply<T: Float>(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        let (g, out_shape) = self.plan(x.shape())?;
+        let mut y = Tensor::zeros(&out_shape);
+        let r = avg_pool2d_forward(&g, self.count_include_pad, x.data(), y.data_mut());
+        kernel("avg_pool2d", x.shape(), r)?;
+        Ok(y)
+    }
+}
+
+impl<T: Float> Op<T> for AvgPool2d {
+    fn name(&self) -> &'static str {
+        "avg_pool2d"
+    }
+
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        expect_inputs("avg_pool2d", x, 1)?;
+        self.apply(x[0])
+    }
+
+    fn vjp(
+        &self,
+        x: &[&Tensor<T>],
+        y: &Tensor<T>,
+        g: &Tensor<T>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        check_vjp("avg_pool2d", x, needs, 1)?;
+        let (geometry, out_shape) = self.plan(x[0].shape())?;
+        check_output("avg_pool2d", y, Some(g), &out_shape)?;
+        if !needs[0] {
+            return Ok(vec![None]);
+        }
+        let mut dx = Tensor::zeros(x[0].shape());
+        let r = avg_pool2d_backward(&geometry, self.count_include_pad, g.data(), dx.data_mut());
+        kernel("avg_pool2d", x[0].shape(), r)?;
+        Ok(vec![Some(dx)])
+    }
+
+    fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
+        check_jvp("avg_pool2d", x, t, 1)?;
+        let (_, out_shape) = self.plan(x[0].shape())?;
+        check_output("avg_pool2d", y, None, &out_shape)?;
+        match t[0] {
+            Some(t) => self.apply(t),
+            None => Ok(Tensor::zeros(&out_shape)),
+        }
+    }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
+    }
+}
+
+impl AdaptiveAvgPool2d {
+    fn plan(&self, shape: &[usize]) -> Result<(AdaptivePool2dGeometry, Vec<usize>)> {
+        let p = Planes::of("adaptive_avg_pool2d", shape, 2)?;
+        let g = AdaptivePool2dGeometry::new(p.batch, p.channels, p.hw, self.output_size);
+        let g = kernel("adaptive_avg_pool2d", shape, g)?;
+        Ok((g, p.out_shape([g.out_h, g.out_w])))
+    }
+
+    fn apply<T: Float>(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        let (g, out_shape) = self.plan(x.shape())?;
+        let mut y = Tensor::zeros(&out_shape);
+        let r = adaptive_avg_pool2d_forward(&g, x.data(), y.data_mut());
+        kernel("adaptive_avg_pool2d", x.shape(), r)?;
+        Ok(y)
+    }
+}
+
+impl<T: Float> Op<T> for AdaptiveAvgPool2d {
+    fn name(&self) -> &'static str {
+        "adaptive_avg_pool2d"
+    }
+
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        expect_inputs("adaptive_avg_pool2d", x, 1)?;
+        self.apply(x[0])
+    }
+
+    fn vjp(
+        &self,
+        x: &[&Tensor<T>],
+        y: &Tensor<T>,
+        g: &Tensor<T>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        check_vjp("adaptive_avg_pool2d", x, needs, 1)?;
+        let (geometry, out_shape) = self.plan(x[0].shape())?;
+        check_output("adaptive_avg_pool2d", y, Some(g), &out_shape)?;
+        if !needs[0] {
+            return Ok(vec![None]);
+        }
+        let mut dx = Tensor::zeros(x[0].shape());
+        let r = adaptive_avg_pool2d_backward(&geometry, g.data(), dx.data_mut());
+        kernel("adaptive_avg_pool2d", x[0].shape(), r)?;
+        Ok(vec![Some(dx)])
+    }
+
+    fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
+        check_jvp("adaptive_avg_pool2d", x, t, 1)?;
+        let (_, out_shape) = self.plan(x[0].shape())?;
+        check_output("adaptive_avg_pool2d", y, None, &out_shape)?;
+        match t[0] {
+            Some(t) => self.apply(t),
+            None => Ok(Tensor::zeros(&out_shape)),
+        }
+    }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
+    }
+}
