@@ -1,0 +1,5 @@
+//! The `mho` binary: everything lives in [`mho::cli`].
+
+fn main() {
+    std::process::exit(mho::cli::main());
+}
