@@ -6,7 +6,11 @@
 
 #![deny(missing_docs)]
 
+pub mod cli;
+pub mod data;
 mod error;
+pub mod io;
+pub mod nn;
 pub mod ops;
 pub mod tape;
 pub mod tensor;
