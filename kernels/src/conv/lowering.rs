@@ -47,7 +47,7 @@ impl TapWindow {
         let rows = valid_outputs(ki * dh, ph, sh, g.in_h, g.out_h);
         let cols = valid_outputs(kj * dw, pw, sw, g.in_w, g.out_w);
         // For o in the valid ranges the taps are ≥ 0, so these do not underflow
-        // (an empty range gives a value that is never used).
+        // (an empty range gives a value that must not be used).
         let first_in_row = (rows.start * sh + ki * dh).saturating_sub(ph);
         let first_in_col = (cols.start * sw + kj * dw).saturating_sub(pw);
         Self {
@@ -74,7 +74,7 @@ pub(super) fn im2col<T: Float>(g: &Conv2dGeometry, x_group: &[T], col: &mut [T])
                 let tap = TapWindow::new(g, ki, kj);
                 let valid_cols = tap.cols.len();
                 for (oh, out_row) in col_row.chunks_exact_mut(g.out_w).enumerate() {
-                    if !tap.rows.contains(&oh) {
+                    if !tap.rows.contains(&oh) || tap.cols.is_empty() {
                         out_row.fill(T::ZERO);
                         continue;
                     }
@@ -111,6 +111,9 @@ pub(super) fn col2im<T: Float>(g: &Conv2dGeometry, col: &[T], x_group: &mut [T])
                     return;
                 };
                 let tap = TapWindow::new(g, ki, kj);
+                if tap.cols.is_empty() {
+                    continue;
+                }
                 for oh in tap.rows.clone() {
                     let ih = tap.first_in_row + (oh - tap.rows.start) * sh;
                     let in_row = &mut plane[ih * g.in_w..(ih + 1) * g.in_w];
