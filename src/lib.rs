@@ -6,6 +6,7 @@
 
 #![deny(missing_docs)]
 
+pub mod attribution;
 pub mod cli;
 pub mod data;
 mod error;

@@ -42,7 +42,12 @@ pub struct ExactOptions {
 
 impl Default for ExactOptions {
     fn default() -> Self {
-        ExactOptions { tolerance: 1e-10, max_pieces: 100_000, order: 8, chunk_rows: 512 }
+        ExactOptions {
+            tolerance: 1e-10,
+            max_pieces: 100_000,
+            order: 8,
+            chunk_rows: 512,
+        }
     }
 }
 
@@ -65,31 +70,54 @@ pub struct ExactRows {
 enum Bend {
     Affine,
     Elementwise,
-    MaxPool2d { kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2], ceil_mode: bool },
+    MaxPool2d {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+    },
     Smooth,
 }
 
 fn bend_of(spec: &LayerSpec) -> Result<Bend> {
     Ok(match spec {
-        LayerSpec::ReLU | LayerSpec::LeakyReLU { .. } | LayerSpec::PReLU { .. } => Bend::Elementwise,
-        LayerSpec::MaxPool2d { kernel_size, stride, padding, dilation, ceil_mode } => Bend::MaxPool2d {
+        LayerSpec::ReLU | LayerSpec::LeakyReLU { .. } | LayerSpec::PReLU { .. } => {
+            Bend::Elementwise
+        }
+        LayerSpec::MaxPool2d {
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+        } => Bend::MaxPool2d {
             kernel: *kernel_size,
             stride: *stride,
             padding: *padding,
             dilation: *dilation,
             ceil_mode: *ceil_mode,
         },
-        LayerSpec::MaxPool1d { kernel_size, stride, padding, dilation, ceil_mode } => Bend::MaxPool2d {
+        LayerSpec::MaxPool1d {
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+        } => Bend::MaxPool2d {
             kernel: [1, *kernel_size],
             stride: [1, *stride],
             padding: [0, *padding],
             dilation: [1, *dilation],
             ceil_mode: *ceil_mode,
         },
-        LayerSpec::Tanh | LayerSpec::Sigmoid | LayerSpec::Softmax { .. } | LayerSpec::LogSoftmax { .. } => {
-            Bend::Smooth
+        LayerSpec::Tanh
+        | LayerSpec::Sigmoid
+        | LayerSpec::Softmax { .. }
+        | LayerSpec::LogSoftmax { .. } => Bend::Smooth,
+        LayerSpec::Embedding { .. } => {
+            bail!("--rule exact: token (Embedding) inputs have no straight path")
         }
-        LayerSpec::Embedding { .. } => bail!("--rule exact: token (Embedding) inputs have no straight path"),
         _ => Bend::Affine,
     })
 }
@@ -120,7 +148,8 @@ fn window_changes<T: Float>(g: &Pool2dGeometry, p: &[T], q: &[T], out: &mut Vec<
                         continue;
                     }
                     for j in 0..kw {
-                        let w = (ow * g.stride[1] + j * g.dilation[1]) as isize - g.padding[1] as isize;
+                        let w =
+                            (ow * g.stride[1] + j * g.dilation[1]) as isize - g.padding[1] as isize;
                         if w < 0 || w >= g.in_w as isize {
                             continue;
                         }
@@ -189,7 +218,14 @@ pub fn exact_rows<T: Float>(
     let min_gap = T::epsilon().to_f64().sqrt() * 1e-4;
     // Points (example, α), grouped by example, ascending α; `cur` holds their layer inputs.
     let mut points: Vec<(usize, f64)> = (0..n).flat_map(|e| [(e, 0.0), (e, 1.0)]).collect();
-    let rows: Vec<PathRow> = points.iter().map(|&(example, alpha)| PathRow { example, alpha, weight: 0.0 }).collect();
+    let rows: Vec<PathRow> = points
+        .iter()
+        .map(|&(example, alpha)| PathRow {
+            example,
+            alpha,
+            weight: 0.0,
+        })
+        .collect();
     let mut cur = super::path::path_points(x, baseline, &rows)?;
     let mut forward_rows = 0usize;
     let mut smooth = false;
@@ -199,14 +235,29 @@ pub fn exact_rows<T: Float>(
         if !smooth && bend != Bend::Affine && bend != Bend::Smooth {
             let u = cur.len() / points.len();
             let geom = match bend {
-                Bend::MaxPool2d { kernel, stride, padding, dilation, ceil_mode } => {
+                Bend::MaxPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                    dilation,
+                    ceil_mode,
+                } => {
                     let s = cur.shape();
                     let (c, h, w) = match s.len() {
                         4 => (s[1], s[2], s[3]),
                         3 => (s[1], 1, s[2]),
                         _ => bail!("layer {i} (max pool): input shape {s:?}"),
                     };
-                    Some(Pool2dGeometry::new(1, c, [h, w], kernel, stride, padding, dilation, ceil_mode)?)
+                    Some(Pool2dGeometry::new(
+                        1,
+                        c,
+                        [h, w],
+                        kernel,
+                        stride,
+                        padding,
+                        dilation,
+                        ceil_mode,
+                    )?)
                 }
                 _ => None,
             };
@@ -252,7 +303,10 @@ pub fn exact_rows<T: Float>(
         if let Some(bad) = cur.first_non_finite() {
             let u = shapes[i].iter().product::<usize>().max(1);
             let (e, a) = points[bad / u];
-            bail!("--rule exact: layer {i} ({}) is not finite at example {e}, alpha {a}", spec.type_name());
+            bail!(
+                "--rule exact: layer {i} ({}) is not finite at example {e}, alpha {a}",
+                spec.type_name()
+            );
         }
         if bend == Bend::Smooth {
             smooth = true;
@@ -269,11 +323,29 @@ pub fn exact_rows<T: Float>(
     if !smooth {
         let rows = segments
             .iter()
-            .map(|&(example, a, b)| PathRow { example, alpha: 0.5 * (a + b), weight: b - a })
+            .map(|&(example, a, b)| PathRow {
+                example,
+                alpha: 0.5 * (a + b),
+                weight: b - a,
+            })
             .collect();
-        return Ok(ExactRows { rows, pieces, forward_rows, backward_rows: 0 });
+        return Ok(ExactRows {
+            rows,
+            pieces,
+            forward_rows,
+            backward_rows: 0,
+        });
     }
-    refine_smooth(model, x, baseline, target, out_change, opts, segments, forward_rows)
+    refine_smooth(
+        model,
+        x,
+        baseline,
+        target,
+        out_change,
+        opts,
+        segments,
+        forward_rows,
+    )
 }
 
 fn check_pieces(points: &[(usize, f64)], n: usize, max_pieces: usize, layer: usize) -> Result<()> {
@@ -293,7 +365,11 @@ fn check_pieces(points: &[(usize, f64)], n: usize, max_pieces: usize, layer: usi
 /// Gauss–Legendre rows on [a, b] for one example.
 fn gl_rows(example: usize, a: f64, b: f64, nodes: &[f64], weights: &[f64], out: &mut Vec<PathRow>) {
     for (&t, &w) in nodes.iter().zip(weights) {
-        out.push(PathRow { example, alpha: a + t * (b - a), weight: w * (b - a) });
+        out.push(PathRow {
+            example,
+            alpha: a + t * (b - a),
+            weight: w * (b - a),
+        });
     }
 }
 
@@ -330,16 +406,23 @@ fn refine_smooth<T: Float>(
         backward_rows += rows.len();
         // Per row, the integrand's contribution w · ∂F/∂x ⊙ (x − x').
         let mut contrib: Vec<f64> = Vec::with_capacity(rows.len() * u);
-        let sweep_opts = SweepOptions { tangents: false, adjoints: true, chunk_rows: opts.chunk_rows };
+        let sweep_opts = SweepOptions {
+            tangents: false,
+            adjoints: true,
+            chunk_rows: opts.chunk_rows,
+        };
         sweep(model, x, baseline, target, &rows, sweep_opts, |chunk| {
             let g = chunk.tape.adjoint(chunk.input).map(|g| g.data().to_vec());
             for (r, row) in chunk.rows.iter().enumerate() {
                 let d = &direction.data()[row.example * u..(row.example + 1) * u];
                 match &g {
                     Some(g) => contrib.extend(
-                        g[r * u..(r + 1) * u].iter().zip(d).map(|(&gi, &di)| row.weight * gi.to_f64() * di.to_f64()),
+                        g[r * u..(r + 1) * u]
+                            .iter()
+                            .zip(d)
+                            .map(|(&gi, &di)| row.weight * gi.to_f64() * di.to_f64()),
                     ),
-                    None => contrib.extend(std::iter::repeat(0.0).take(u)),
+                    None => contrib.extend(std::iter::repeat_n(0.0, u)),
                 }
             }
             Ok(())
@@ -350,7 +433,9 @@ fn refine_smooth<T: Float>(
             let base = p * 3 * m;
             let mut diff = 0.0;
             for j in 0..u {
-                let sum = |from: usize, to: usize| (from..to).map(|r| contrib[(base + r) * u + j]).sum::<f64>();
+                let sum = |from: usize, to: usize| {
+                    (from..to).map(|r| contrib[(base + r) * u + j]).sum::<f64>()
+                };
                 diff += (sum(0, m) - sum(m, 3 * m)).abs();
             }
             let scale = out_change[e].abs().max(f64::MIN_POSITIVE);
@@ -378,7 +463,12 @@ fn refine_smooth<T: Float>(
     for &(e, a, b) in &accepted {
         gl_rows(e, a, b, &nodes, &weights, &mut rows);
     }
-    Ok(ExactRows { rows, pieces, forward_rows, backward_rows })
+    Ok(ExactRows {
+        rows,
+        pieces,
+        forward_rows,
+        backward_rows,
+    })
 }
 
 #[cfg(test)]

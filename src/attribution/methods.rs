@@ -1,7 +1,7 @@
 //! The attribution methods as accumulations over the path sweep.
 
-use super::path::{sweep, uniform_rows, Chunk, PathRow, SweepOptions};
 use super::exact::{exact_rows, ExactOptions};
+use super::path::{sweep, uniform_rows, Chunk, PathRow, SweepOptions};
 use super::quadrature::Rule;
 use super::report::Report;
 use crate::nn::Model;
@@ -183,6 +183,9 @@ impl Request {
     }
 }
 
+/// One row's adjoint and value at the previous node (difference form).
+type AdjointAndValue<T> = (Vec<T>, Vec<T>);
+
 /// A layer resolved to its position: `None` is the input.
 #[derive(Clone, Debug)]
 struct LayerRef {
@@ -202,16 +205,25 @@ fn resolve_layers<T: Float>(model: &Model<T>, sel: &LayerSelection) -> Result<Ve
         LayerSelection::All => Ok(names
             .into_iter()
             .enumerate()
-            .map(|(i, name)| LayerRef { name, index: Some(i) })
+            .map(|(i, name)| LayerRef {
+                name,
+                index: Some(i),
+            })
             .collect()),
         LayerSelection::Names(list) => list
             .iter()
             .map(|s| {
                 if s == "input" {
-                    return Ok(LayerRef { name: s.clone(), index: None });
+                    return Ok(LayerRef {
+                        name: s.clone(),
+                        index: None,
+                    });
                 }
                 match names.iter().position(|n| n == s) {
-                    Some(i) => Ok(LayerRef { name: s.clone(), index: Some(i) }),
+                    Some(i) => Ok(LayerRef {
+                        name: s.clone(),
+                        index: Some(i),
+                    }),
                     None => bail!(
                         "--layer: no layer '{s}' (the model has layers 0..{} and 'input')",
                         names.len().saturating_sub(1)
@@ -226,9 +238,16 @@ fn resolve_layers<T: Float>(model: &Model<T>, sel: &LayerSelection) -> Result<Ve
 fn target_outputs<T: Float>(model: &Model<T>, x: &Tensor<T>, target: usize) -> Result<Vec<f64>> {
     let y = model.forward(x)?;
     let n = x.shape()[0];
-    ensure!(y.len() % n.max(1) == 0, "model output {:?} does not split into {n} examples", y.shape());
+    ensure!(
+        y.len() % n.max(1) == 0,
+        "model output {:?} does not split into {n} examples",
+        y.shape()
+    );
     let k = y.len() / n.max(1);
-    ensure!(target < k, "--target: index {target} out of range for {k} outputs");
+    ensure!(
+        target < k,
+        "--target: index {target} out of range for {k} outputs"
+    );
     Ok((0..n).map(|i| y.data()[i * k + target].to_f64()).collect())
 }
 
@@ -253,9 +272,16 @@ fn accumulate<T: Float>(
         let out = &mut acc[row.example * u..(row.example + 1) * u];
         let av = &a[r * u..(r + 1) * u];
         match b {
-            None => out.iter_mut().zip(av).for_each(|(o, &x)| *o += w * x.to_f64()),
+            None => out
+                .iter_mut()
+                .zip(av)
+                .for_each(|(o, &x)| *o += w * x.to_f64()),
             Some(b) => {
-                let br = if b_per_example { row.example * u } else { r * u };
+                let br = if b_per_example {
+                    row.example * u
+                } else {
+                    r * u
+                };
                 let bv = &b[br..br + u];
                 for ((o, &x), &y) in out.iter_mut().zip(av).zip(bv) {
                     *o += w * x.to_f64() * y.to_f64();
@@ -271,22 +297,36 @@ fn zeros_like_rows<T: Float>(t: &Tensor<T>) -> Tensor<T> {
 
 /// Runs one attribution request on a batch `x` of shape [N, ...input_shape].
 pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Result<Report> {
-    ensure!(x.ndim() >= 1 && x.shape()[0] >= 1, "--input: empty batch {:?}", x.shape());
+    ensure!(
+        x.ndim() >= 1 && x.shape()[0] >= 1,
+        "--input: empty batch {:?}",
+        x.shape()
+    );
     let n = x.shape()[0];
     let baseline = req.baseline.resolve(x)?;
     let out_x = target_outputs(model, x, req.target)?;
     let out_b = target_outputs(model, &baseline, req.target)?;
     let layers = match req.method {
-        Method::IntegratedGradients => vec![LayerRef { name: "input".into(), index: None }],
+        Method::IntegratedGradients => vec![LayerRef {
+            name: "input".into(),
+            index: None,
+        }],
         _ => resolve_layers(model, &req.layers)?,
     };
     let shapes = model.layer_shapes()?;
     let layer_shape = |l: &LayerRef| -> Vec<usize> {
-        l.index.map_or_else(|| x.shape()[1..].to_vec(), |i| shapes[i].clone())
+        l.index
+            .map_or_else(|| x.shape()[1..].to_vec(), |i| shapes[i].clone())
     };
     if req.method == Method::NeuronConductance {
-        ensure!(layers.len() == 1, "--layer: neuron-conductance takes exactly one layer");
-        ensure!(!req.neurons.is_empty(), "--neuron: neuron-conductance needs at least one --neuron");
+        ensure!(
+            layers.len() == 1,
+            "--layer: neuron-conductance takes exactly one layer"
+        );
+        ensure!(
+            !req.neurons.is_empty(),
+            "--neuron: neuron-conductance needs at least one --neuron"
+        );
         let shape = layer_shape(&layers[0]);
         for nr in &req.neurons {
             ensure!(
@@ -349,7 +389,7 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
     };
     let mut neuron_accs: Vec<Vec<f64>> = vec![vec![0.0; x.len()]; neuron_flat.len()];
     // Difference form: per layer and example, the previous node's adjoint and value.
-    let mut prev: Vec<Vec<Option<(Vec<T>, Vec<T>)>>> = vec![vec![None; n]; layers.len()];
+    let mut prev: Vec<Vec<Option<AdjointAndValue<T>>>> = vec![vec![None; n]; layers.len()];
 
     sweep(model, x, &baseline, req.target, &rows, opts, |chunk| {
         let rows = chunk.rows;
@@ -370,15 +410,19 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
                 (Method::IntegratedGradients, _) => {
                     accumulate(acc, rows, adj.data(), Some(direction.data()), true)
                 }
-                (Method::Conductance, ConductanceForm::Tangent) => match chunk.tape.tangent(node) {
-                    Some(t) => accumulate(acc, rows, adj.data(), Some(t.data()), false),
-                    None => {}
-                },
+                (Method::Conductance, ConductanceForm::Tangent) => {
+                    if let Some(t) = chunk.tape.tangent(node) {
+                        accumulate(acc, rows, adj.data(), Some(t.data()), false)
+                    }
+                }
                 (Method::Conductance, ConductanceForm::Difference) => {
                     let u = units(value, rows.len());
                     for (r, row) in rows.iter().enumerate() {
                         let e = row.example;
-                        let (a_r, y_r) = (&adj.data()[r * u..(r + 1) * u], &value.data()[r * u..(r + 1) * u]);
+                        let (a_r, y_r) = (
+                            &adj.data()[r * u..(r + 1) * u],
+                            &value.data()[r * u..(r + 1) * u],
+                        );
                         if let Some((pa, py)) = &prev[li][e] {
                             let out = &mut acc[e * u..(e + 1) * u];
                             for (i, o) in out.iter_mut().enumerate() {
@@ -415,7 +459,13 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
                     Some(g) => g.clone(),
                     None => zeros_like_rows(chunk.tape.value(chunk.input)),
                 };
-                accumulate(&mut neuron_accs[ni], rows, g.data(), Some(direction.data()), true);
+                accumulate(
+                    &mut neuron_accs[ni],
+                    rows,
+                    g.data(),
+                    Some(direction.data()),
+                    true,
+                );
             }
         }
         Ok(())
@@ -442,7 +492,10 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
         }
     } else {
         for (l, acc) in layers.iter().zip(accs) {
-            if matches!(req.method, Method::IntegratedGradients | Method::Conductance) {
+            if matches!(
+                req.method,
+                Method::IntegratedGradients | Method::Conductance
+            ) {
                 delta.push((l.name.clone(), deltas_for(&acc)));
             }
             let mut shape = vec![n];
@@ -452,8 +505,16 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
     }
     Ok(Report {
         method: req.method.name().into(),
-        rule: if req.exact.is_some() { "exact".into() } else { req.rule.name().into() },
-        steps: if req.method.uses_path() && req.exact.is_none() { req.steps } else { 0 },
+        rule: if req.exact.is_some() {
+            "exact".into()
+        } else {
+            req.rule.name().into()
+        },
+        steps: if req.method.uses_path() && req.exact.is_none() {
+            req.steps
+        } else {
+            0
+        },
         target: req.target,
         precision: T::NAME.into(),
         outputs_input: out_x,

@@ -33,7 +33,11 @@ pub fn uniform_rows(examples: usize, alphas: &[f64], weights: &[f64]) -> Vec<Pat
         .iter()
         .zip(weights)
         .flat_map(|(&alpha, &weight)| {
-            (0..examples).map(move |example| PathRow { example, alpha, weight })
+            (0..examples).map(move |example| PathRow {
+                example,
+                alpha,
+                weight,
+            })
         })
         .collect()
 }
@@ -63,7 +67,11 @@ pub struct SweepOptions {
 
 /// The input points x'_e + α(x_e − x'_e) of the given rows: shape [rows, ...].
 /// The ends are taken as they are, so α = 1 is exactly x and α = 0 exactly x'.
-pub fn path_points<T: Float>(x: &Tensor<T>, baseline: &Tensor<T>, rows: &[PathRow]) -> Result<Tensor<T>> {
+pub fn path_points<T: Float>(
+    x: &Tensor<T>,
+    baseline: &Tensor<T>,
+    rows: &[PathRow],
+) -> Result<Tensor<T>> {
     ensure!(
         x.shape() == baseline.shape(),
         "baseline: shape {:?} differs from the input's {:?}",
@@ -124,10 +132,20 @@ pub fn sweep<T: Float>(
         let layers = model.record(&mut tape, input, false)?.layer_outputs;
         if opts.adjoints {
             let out = *layers.last().unwrap_or(&input);
-            let picked = tape.apply(GatherRows { indices: vec![target; chunk_rows.len()] }, &[out])?;
+            let picked = tape.apply(
+                GatherRows {
+                    indices: vec![target; chunk_rows.len()],
+                },
+                &[out],
+            )?;
             tape.backward(picked, Tensor::full(&[chunk_rows.len()], T::ONE))?;
         }
-        visit(Chunk { tape: &mut tape, input, layers: &layers, rows: chunk_rows })?;
+        visit(Chunk {
+            tape: &mut tape,
+            input,
+            layers: &layers,
+            rows: chunk_rows,
+        })?;
     }
     Ok(())
 }

@@ -75,7 +75,9 @@ impl Rule {
             ),
             Rule::RiemannTrapezoid => {
                 let h = 1.0 / (nf - 1.0);
-                let nodes = (0..n).map(|k| if k + 1 == n { 1.0 } else { k as f64 * h }).collect();
+                let nodes = (0..n)
+                    .map(|k| if k + 1 == n { 1.0 } else { k as f64 * h })
+                    .collect();
                 let mut w = vec![h; n];
                 w[0] = h / 2.0;
                 w[n - 1] = h / 2.0;

@@ -33,12 +33,18 @@ pub struct Report {
 impl Report {
     /// The attributions stored under `name`.
     pub fn get(&self, name: &str) -> Option<&Tensor<f64>> {
-        self.attributions.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+        self.attributions
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
     }
 
     /// The deltas stored under `name`.
     pub fn delta_of(&self, name: &str) -> Option<&[f64]> {
-        self.delta.iter().find(|(n, _)| n == name).map(|(_, d)| d.as_slice())
+        self.delta
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d.as_slice())
     }
 
     /// The JSON document of the `attribute` command.

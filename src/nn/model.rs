@@ -84,7 +84,10 @@ impl<T: Float> Model<T> {
     /// A model from an architecture and parameters given by state_dict name; every
     /// parameter the architecture needs must be present with its shape. Parameters are
     /// saved as F32.
-    pub fn from_params(arch: Architecture, mut named: Vec<(String, Tensor<T>)>) -> Result<Model<T>> {
+    pub fn from_params(
+        arch: Architecture,
+        mut named: Vec<(String, Tensor<T>)>,
+    ) -> Result<Model<T>> {
         let shapes = arch.layer_shapes()?;
         let mut params = Vec::with_capacity(arch.layers.len());
         for (i, spec) in arch.layers.iter().enumerate() {
@@ -203,7 +206,11 @@ impl<T: Float> Model<T> {
     fn find(&self, name: &str) -> Option<(usize, usize)> {
         let (layer, suffix) = name.split_once('.')?;
         let i: usize = layer.parse().ok()?;
-        let j = self.params.get(i)?.iter().position(|p| p.suffix == suffix)?;
+        let j = self
+            .params
+            .get(i)?
+            .iter()
+            .position(|p| p.suffix == suffix)?;
         Some((i, j))
     }
 
@@ -235,7 +242,9 @@ impl<T: Float> Model<T> {
     fn check_input(&self, x: &Tensor<T>) -> Result<()> {
         let s = x.shape();
         ensure!(
-            s.len() == self.arch.input_shape.len() + 1 && s[1..] == self.arch.input_shape[..] && s[0] > 0,
+            s.len() == self.arch.input_shape.len() + 1
+                && s[1..] == self.arch.input_shape[..]
+                && s[0] > 0,
             "input of shape {s:?} does not match [N, ...{:?}]",
             self.arch.input_shape
         );
@@ -274,6 +283,14 @@ impl<T: Float> Model<T> {
             outs.push(y);
         }
         Ok(outs)
+    }
+
+    /// Applies layer `i` alone to a batch of its inputs, without a tape.
+    pub fn layer_forward(&self, i: usize, x: &Tensor<T>) -> Result<Tensor<T>> {
+        let Some(spec) = self.arch.layers.get(i) else {
+            bail!("no layer {i} (the model has {})", self.arch.layers.len());
+        };
+        self.forward_layer(i, spec, x)
     }
 
     fn forward_layer(&self, i: usize, spec: &LayerSpec, x: &Tensor<T>) -> Result<Tensor<T>> {
@@ -317,8 +334,7 @@ impl<T: Float> Model<T> {
                             Some(id) => id,
                             None => {
                                 let p = &self.params[i][j];
-                                let train = trainable
-                                    && matches!(p.suffix, "weight" | "bias");
+                                let train = trainable && matches!(p.suffix, "weight" | "bias");
                                 let id = if train {
                                     let id = tape.variable(p.value.clone());
                                     names.push((format!("{i}.{}", p.suffix), id));
