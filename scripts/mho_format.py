@@ -75,15 +75,19 @@ def export_sequential(model, input_shape, path, dtype=None):
     save_file(tensors, path, metadata={"architecture": json.dumps(arch)})
 
 
-def load_sequential(path, dtype=torch.float32):
-    """Rebuild the nn.Sequential (eval mode, parameters in `dtype`) from an mho model file."""
-    with safe_open(path, "pt") as f:
-        arch = json.loads(f.metadata()["architecture"])
+def build_sequential(arch, dtype=torch.float32):
+    """A freshly initialised nn.Sequential from an architecture dict (PyTorch's default init)."""
     assert arch["format"] == "mho.sequential.v1", arch["format"]
-    model = nn.Sequential(*[
+    return nn.Sequential(*[
         MODULES[l["type"]](**{k: tuple(v) if isinstance(v, list) and k in SIZES else v
                               for k, v in l.items() if k != "type"})
         for l in arch["layers"]]).to(dtype)
+
+
+def load_sequential(path, dtype=torch.float32):
+    """Rebuild the nn.Sequential (eval mode, parameters in `dtype`) from an mho model file."""
+    with safe_open(path, "pt") as f:
+        model = build_sequential(json.loads(f.metadata()["architecture"]), dtype)
     missing, unexpected = model.load_state_dict(load_file(path), strict=False)  # casts to dtype
     assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
     return model.eval()
