@@ -1,0 +1,226 @@
+//! Gradient checks (VJP vs finite differences, JVP vs finite differences, and the
+//! dot-product identity, max-pool ties included) for the kernel-backed ops: matmul,
+//! linear, convolutions and pooling, over random shapes, strides, padding, dilation,
+//! groups, ceil_mode and count_include_pad.
+
+mod common;
+
+use common::{check_all, check_dot_identity, forward, Rng};
+use mho::ops::{
+    AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Linear, MatMul, MaxPool1d, MaxPool2d,
+};
+use mho::{Op, Tensor};
+use proptest::prelude::*;
+
+/// Runs (a), (b), (c) on one case, as a proptest result.
+fn check(op: &dyn Op<f64>, inputs: &[Tensor<f64>], seed: u64) -> Result<(), TestCaseError> {
+    check_all(op, inputs, seed).map_err(TestCaseError::fail)
+}
+
+/// Runs only (c), for inputs at kinks (max-pool ties).
+fn check_at_kinks(
+    op: &dyn Op<f64>,
+    inputs: &[Tensor<f64>],
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    check_dot_identity(op, inputs, &mut Rng::new(seed)).map_err(TestCaseError::fail)
+}
+
+/// The shape of an input with `batch` examples of `per_example` shape; with `unbatched`
+/// and one example, the batch axis is left out (as PyTorch allows).
+fn batched(batch: usize, per_example: &[usize], unbatched: bool) -> Vec<usize> {
+    if unbatched && batch == 1 {
+        per_example.to_vec()
+    } else {
+        [&[batch][..], per_example].concat()
+    }
+}
+
+/// One spatial axis of a window op: (kernel, stride, padding, dilation, input size) with
+/// the input large enough for one window. `max_pad` maps the dilated kernel size to the
+/// largest padding allowed.
+fn axis(max_pad: fn(usize) -> usize) -> impl Strategy<Value = [usize; 5]> {
+    (1usize..4, 1usize..4, 0usize..4, 1usize..4, 0usize..5).prop_map(move |(k, s, p, d, extra)| {
+        let span = d * (k - 1) + 1;
+        let p = p.min(max_pad(span));
+        let min_in = span.saturating_sub(2 * p).max(1);
+        [k, s, p, d, min_in + extra]
+    })
+}
+
+/// A convolution's padding is unrestricted (up to 3).
+fn any_pad(_: usize) -> usize {
+    3
+}
+
+/// Pooling padding is at most half the dilated window.
+fn half_window(span: usize) -> usize {
+    span / 2
+}
+
+/// Max pooling outputs −∞ for windows that hold no input element; finite differences
+/// need finite outputs.
+fn all_finite(op: &dyn Op<f64>, inputs: &[Tensor<f64>]) -> bool {
+    forward(op, inputs).is_ok_and(|y| y.data().iter().all(|v| v.is_finite()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn matmul(m in 1usize..6, k in 1usize..6, n in 1usize..6, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let a = rng.tensor(&[m, k], -2.0, 2.0);
+        let b = rng.tensor(&[k, n], -2.0, 2.0);
+        check(&MatMul, &[a, b], seed)?;
+    }
+
+    #[test]
+    fn linear(
+        lead in prop::collection::vec(1usize..4, 0..3),
+        inf in 1usize..6,
+        outf in 1usize..6,
+        bias: bool,
+        seed: u64,
+    ) {
+        let mut rng = Rng::new(seed);
+        let mut inputs = vec![
+            rng.tensor(&[&lead[..], &[inf]].concat(), -2.0, 2.0),
+            rng.tensor(&[outf, inf], -1.0, 1.0),
+        ];
+        if bias {
+            inputs.push(rng.tensor(&[outf], -1.0, 1.0));
+        }
+        check(&Linear { bias }, &inputs, seed)?;
+    }
+
+    #[test]
+    fn conv2d(
+        batch in 1usize..3,
+        groups in 1usize..3,
+        in_per_group in 1usize..3,
+        out_per_group in 1usize..3,
+        rows in axis(any_pad),
+        cols in axis(any_pad),
+        bias: bool,
+        unbatched: bool,
+        seed: u64,
+    ) {
+        let [kh, sh, ph, dh, h] = rows;
+        let [kw, sw, pw, dw, w] = cols;
+        let (cin, cout) = (groups * in_per_group, groups * out_per_group);
+        let mut rng = Rng::new(seed);
+        let mut inputs = vec![
+            rng.tensor(&batched(batch, &[cin, h, w], unbatched), -2.0, 2.0),
+            rng.tensor(&[cout, in_per_group, kh, kw], -1.0, 1.0),
+        ];
+        if bias {
+            inputs.push(rng.tensor(&[cout], -1.0, 1.0));
+        }
+        let op = Conv2d { stride: [sh, sw], padding: [ph, pw], dilation: [dh, dw], groups, bias };
+        check(&op, &inputs, seed)?;
+    }
+
+    #[test]
+    fn conv1d(
+        batch in 1usize..3,
+        groups in 1usize..3,
+        in_per_group in 1usize..3,
+        out_per_group in 1usize..3,
+        len_axis in axis(any_pad),
+        bias: bool,
+        unbatched: bool,
+        seed: u64,
+    ) {
+        let [k, stride, padding, dilation, len] = len_axis;
+        let (cin, cout) = (groups * in_per_group, groups * out_per_group);
+        let mut rng = Rng::new(seed);
+        let mut inputs = vec![
+            rng.tensor(&batched(batch, &[cin, len], unbatched), -2.0, 2.0),
+            rng.tensor(&[cout, in_per_group, k], -1.0, 1.0),
+        ];
+        if bias {
+            inputs.push(rng.tensor(&[cout], -1.0, 1.0));
+        }
+        let op = Conv1d { stride, padding, dilation, groups, bias };
+        check(&op, &inputs, seed)?;
+    }
+
+    #[test]
+    fn max_pool2d(
+        batch in 1usize..3,
+        channels in 1usize..3,
+        rows in axis(half_window),
+        cols in axis(half_window),
+        ceil_mode: bool,
+        unbatched: bool,
+        seed: u64,
+    ) {
+        let [kh, sh, ph, dh, h] = rows;
+        let [kw, sw, pw, dw, w] = cols;
+        let op = MaxPool2d { kernel: [kh, kw], stride: [sh, sw], padding: [ph, pw], dilation: [dh, dw], ceil_mode };
+        let shape = batched(batch, &[channels, h, w], unbatched);
+        let mut rng = Rng::new(seed);
+        // Distinct values 0.05 apart: no ties, and finite-difference steps never reorder.
+        let x = [rng.distinct(&shape, 0.05)];
+        prop_assume!(all_finite(&op, &x));
+        check(&op, &x, seed)?;
+        // Values from {−1, 0, 1}: ties everywhere; the dot identity must still hold.
+        check_at_kinks(&op, &[rng.kinky(&shape, 1.0)], seed)?;
+    }
+
+    #[test]
+    fn max_pool1d(
+        batch in 1usize..3,
+        channels in 1usize..3,
+        len_axis in axis(half_window),
+        ceil_mode: bool,
+        unbatched: bool,
+        seed: u64,
+    ) {
+        let [kernel, stride, padding, dilation, len] = len_axis;
+        let op = MaxPool1d { kernel, stride, padding, dilation, ceil_mode };
+        let shape = batched(batch, &[channels, len], unbatched);
+        let mut rng = Rng::new(seed);
+        let x = [rng.distinct(&shape, 0.05)];
+        prop_assume!(all_finite(&op, &x));
+        check(&op, &x, seed)?;
+        check_at_kinks(&op, &[rng.kinky(&shape, 1.0)], seed)?;
+    }
+
+    #[test]
+    fn avg_pool2d(
+        batch in 1usize..3,
+        channels in 1usize..3,
+        rows in axis(half_window),
+        cols in axis(half_window),
+        ceil_mode: bool,
+        count_include_pad: bool,
+        unbatched: bool,
+        seed: u64,
+    ) {
+        // Average pooling has no dilation: use the strategy's kernel with dilation 1.
+        let [kh, sh, ph, _, h] = rows;
+        let [kw, sw, pw, _, w] = cols;
+        let (ph, pw) = (ph.min(kh / 2), pw.min(kw / 2));
+        let op = AvgPool2d { kernel: [kh, kw], stride: [sh, sw], padding: [ph, pw], ceil_mode, count_include_pad };
+        let shape = batched(batch, &[channels, h.max(kh), w.max(kw)], unbatched);
+        check(&op, &[Rng::new(seed).tensor(&shape, -2.0, 2.0)], seed)?;
+    }
+
+    #[test]
+    fn adaptive_avg_pool2d(
+        batch in 1usize..3,
+        channels in 1usize..3,
+        h in 1usize..8,
+        w in 1usize..8,
+        oh in 1usize..6,
+        ow in 1usize..6,
+        unbatched: bool,
+        seed: u64,
+    ) {
+        let op = AdaptiveAvgPool2d { output_size: [oh, ow] };
+        let shape = batched(batch, &[channels, h, w], unbatched);
+        check(&op, &[Rng::new(seed).tensor(&shape, -2.0, 2.0)], seed)?;
+    }
+}
