@@ -2,6 +2,7 @@
 //! line `error: …` on stderr with a non-zero exit code; output files are written
 //! atomically (temporary file + rename), so a failed run leaves none half-written.
 
+pub mod attribute;
 pub mod eval;
 pub mod predict;
 pub mod train;
@@ -30,7 +31,9 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Held-out accuracy of a model on a dataset.
     Eval(eval::EvalArgs),
-    // `attribute` (src/cli/attribute.rs) goes here.
+    /// Attribute a model's output to its inputs and hidden units (integrated gradients,
+    /// conductance of every layer, …) as JSON.
+    Attribute(attribute::AttributeArgs),
 }
 
 /// Runs one parsed command.
@@ -39,6 +42,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Predict(a) => predict::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Attribute(a) => attribute::run(a),
     }
 }
 

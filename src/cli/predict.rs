@@ -54,7 +54,11 @@ pub fn run(a: PredictArgs) -> Result<()> {
 }
 
 /// The model's outputs for every example of `x` ([N, ...]), in batches.
-pub fn predict_batched<T: Float>(model: &Model<T>, x: &Tensor<T>, batch: usize) -> Result<Tensor<T>> {
+pub fn predict_batched<T: Float>(
+    model: &Model<T>,
+    x: &Tensor<T>,
+    batch: usize,
+) -> Result<Tensor<T>> {
     let n = x.shape()[0];
     let per: usize = x.shape()[1..].iter().product();
     let mut data = Vec::new();
@@ -93,9 +97,15 @@ fn is_npy(p: &Path) -> bool {
 /// that reads back exactly in `T`.
 pub fn outputs_json<T: Float>(y: &Tensor<T>) -> String {
     let data: Vec<serde_json::Value> = if T::NAME == "f32" {
-        y.data().iter().map(|v| serde_json::json!(v.to_f32())).collect()
+        y.data()
+            .iter()
+            .map(|v| serde_json::json!(v.to_f32()))
+            .collect()
     } else {
-        y.data().iter().map(|v| serde_json::json!(v.to_f64())).collect()
+        y.data()
+            .iter()
+            .map(|v| serde_json::json!(v.to_f64()))
+            .collect()
     };
     let mut s = serde_json::json!({"outputs": {"shape": y.shape(), "data": data}}).to_string();
     s.push('\n');
