@@ -123,7 +123,11 @@ fn a_slightly_wrong_jvp_fails_the_finite_difference_check() {
 
 #[test]
 fn a_vjp_ignoring_needs_fails() {
-    let op = Square { vjp_scale: 1.0, jvp_scale: 1.0, ignore_needs: true };
+    let op = Square {
+        vjp_scale: 1.0,
+        jvp_scale: 1.0,
+        ignore_needs: true,
+    };
     let err = check_vjp_fd(&op, &input(), &mut Rng::new(2)).unwrap_err();
     assert!(err.contains("not needed"), "{err}");
 }

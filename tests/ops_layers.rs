@@ -65,7 +65,7 @@ fn all_finite(op: &dyn Op<f64>, inputs: &[Tensor<f64>]) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(40))]
+    #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
     fn matmul(m in 1usize..6, k in 1usize..6, n in 1usize..6, seed: u64) {
