@@ -7,7 +7,7 @@ mod common;
 
 use common::{assert_close, Rng};
 use mho::ops::*;
-use mho::{NodeId, Op, Result, Tape, Tensor};
+use mho::{Linearity, NodeId, Op, Result, Tape, Tensor};
 use std::sync::{Arc, Mutex};
 
 fn t(shape: &[usize], data: &[f64]) -> Tensor<f64> {
@@ -717,4 +717,38 @@ fn vjp_and_jvp_reject_malformed_arguments_without_panicking() {
             "{name}: forward accepted no inputs"
         );
     }
+}
+
+#[test]
+fn ops_declared_affine_are_affine_in_their_first_input() {
+    let mut rng = Rng::new(12);
+    let mut affine = 0;
+    for (op, inputs) in valid_cases() {
+        let kind = op.linearity();
+        let expected = match op.name() {
+            "relu" | "leaky_relu" | "prelu" | "max_pool2d" | "max_pool1d" => {
+                Linearity::PiecewiseLinear
+            }
+            "mul" | "div" | "tanh" | "sigmoid" | "exp" | "log" | "softmax" | "log_softmax"
+            | "cross_entropy" | "matmul" => Linearity::Smooth,
+            _ => Linearity::Affine,
+        };
+        assert_eq!(kind, expected, "{}", op.name());
+        if kind != Linearity::Affine {
+            continue;
+        }
+        affine += 1;
+        // f(x + u) − f(x) = J·u exactly up to rounding, however large u is.
+        let u = rng.tensor(inputs[0].shape(), -10.0, 10.0);
+        let x: Vec<&Tensor<f64>> = inputs.iter().collect();
+        let y = op.forward(&x).unwrap();
+        let moved = inputs[0].zip_map(&u, |a, b| a + b).unwrap();
+        let mut xm = x.clone();
+        xm[0] = &moved;
+        let diff = op.forward(&xm).unwrap().zip_map(&y, |a, b| a - b).unwrap();
+        let mut t: Vec<Option<&Tensor<f64>>> = vec![None; x.len()];
+        t[0] = Some(&u);
+        assert_close(op.name(), &diff, &op.jvp(&x, &y, &t).unwrap(), 1e-12);
+    }
+    assert!(affine >= 20, "only {affine} affine ops checked");
 }

@@ -5,7 +5,7 @@
 //! and the slope elsewhere, zero included.
 
 use super::{check_jvp, check_output, check_vjp, expect_inputs, unary_jvp, unary_vjp};
-use crate::tape::Op;
+use crate::tape::{Linearity, Op};
 use crate::tensor::Tensor;
 use crate::{ensure, Result};
 use mho_kernels::Float;
@@ -53,10 +53,11 @@ fn pointwise_jvp<T: Float>(
     Tensor::new(y.shape().to_vec(), data)
 }
 
-/// Implements `Op` for a pointwise op from its name, its function and its derivative
-/// `slope(x, y)` (given both the input and the output, so it can reuse either).
+/// Implements `Op` for a pointwise op from its name, its [`Linearity`], its function and
+/// its derivative `slope(x, y)` (given both the input and the output, so it can reuse
+/// either).
 macro_rules! pointwise_op {
-    ($ty:ty, $name:literal, |$s:ident, $v:ident| $f:expr, |$sd:ident, $x:ident, $y:ident| $d:expr) => {
+    ($ty:ty, $name:literal, $lin:ident, |$s:ident, $v:ident| $f:expr, |$sd:ident, $x:ident, $y:ident| $d:expr) => {
         impl<T: Float> Op<T> for $ty {
             fn name(&self) -> &'static str {
                 $name
@@ -88,6 +89,10 @@ macro_rules! pointwise_op {
                 let $sd = self;
                 pointwise_jvp($name, x, y, t, |$x: T, $y: T| $d)
             }
+
+            fn linearity(&self) -> Linearity {
+                Linearity::$lin
+            }
         }
     };
 }
@@ -99,6 +104,7 @@ pub struct Relu;
 pointwise_op!(
     Relu,
     "relu",
+    PiecewiseLinear,
     |_op, v| if v > T::ZERO { v } else { T::ZERO },
     |_op, x, _y| if x > T::ZERO { T::ONE } else { T::ZERO }
 );
@@ -113,6 +119,7 @@ pub struct LeakyRelu {
 pointwise_op!(
     LeakyRelu,
     "leaky_relu",
+    PiecewiseLinear,
     |op, v| if v > T::ZERO {
         v
     } else {
@@ -129,7 +136,14 @@ pointwise_op!(
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tanh;
 
-pointwise_op!(Tanh, "tanh", |_op, v| v.tanh(), |_op, _x, y| T::ONE - y * y);
+/// tanh′ from the output: 1 − y².
+fn tanh_slope<T: Float>(y: T) -> T {
+    T::ONE - y * y
+}
+
+pointwise_op!(Tanh, "tanh", Smooth, |_op, v| v.tanh(), |_op, _x, y| {
+    tanh_slope(y)
+});
 
 /// The logistic function 1 / (1 + e^−x), evaluated without overflow; derivative y(1 − y).
 #[derive(Clone, Copy, Debug, Default)]
@@ -145,20 +159,25 @@ fn sigmoid<T: Float>(x: T) -> T {
     }
 }
 
-pointwise_op!(Sigmoid, "sigmoid", |_op, v| sigmoid(v), |_op, _x, y| y
-    * (T::ONE - y));
+pointwise_op!(
+    Sigmoid,
+    "sigmoid",
+    Smooth,
+    |_op, v| sigmoid(v),
+    |_op, _x, y| y * (T::ONE - y)
+);
 
 /// eˣ; the derivative is the output itself.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Exp;
 
-pointwise_op!(Exp, "exp", |_op, v| v.exp(), |_op, _x, y| y);
+pointwise_op!(Exp, "exp", Smooth, |_op, v| v.exp(), |_op, _x, y| y);
 
 /// The natural logarithm (NaN for negative inputs, −∞ at 0, as IEEE); derivative 1/x.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Log;
 
-pointwise_op!(Log, "log", |_op, v| v.ln(), |_op, x, _y| T::ONE / x);
+pointwise_op!(Log, "log", Smooth, |_op, v| v.ln(), |_op, x, _y| T::ONE / x);
 
 /// Parametric relu: x where x > 0, else a·x with a learned slope a. Inputs `[x, weight]`;
 /// the weight holds one slope shared by all channels, or one per channel (axis 1 of x),
@@ -298,5 +317,9 @@ impl<T: Float> Op<T> for Prelu {
             })
             .collect();
         Tensor::new(y.shape().to_vec(), data)
+    }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::PiecewiseLinear
     }
 }

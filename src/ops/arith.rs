@@ -2,7 +2,7 @@
 //! tensor and a scalar (`AddScalar`, `MulScalar`), and negation (`Neg`).
 
 use super::{check_jvp, check_output, check_vjp, expect_inputs, same_shape, unary_jvp, unary_vjp};
-use crate::tape::Op;
+use crate::tape::{Linearity, Op};
 use crate::tensor::Tensor;
 use crate::Result;
 use mho_kernels::Float;
@@ -88,6 +88,10 @@ impl<T: Float> Op<T> for Add {
             (None, None) => Ok(Tensor::zeros(y.shape())),
         }
     }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
+    }
 }
 
 /// a − b.
@@ -125,6 +129,10 @@ impl<T: Float> Op<T> for Sub {
             (None, Some(b)) => Ok(b.map(|b| -b)),
             (None, None) => Ok(Tensor::zeros(y.shape())),
         }
+    }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
     }
 }
 
@@ -263,6 +271,10 @@ impl<T: Float> Op<T> for AddScalar {
         unary_jvp("add_scalar", x, y, t)?;
         Ok(t[0].map_or_else(|| Tensor::zeros(y.shape()), Tensor::clone))
     }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
+    }
 }
 
 /// c·x for a scalar c.
@@ -296,6 +308,10 @@ impl<T: Float> Op<T> for MulScalar {
         unary_jvp("mul_scalar", x, y, t)?;
         combine(y.shape(), t[0], None, T::from_f64(self.0), T::ZERO)
     }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
+    }
 }
 
 /// −x.
@@ -326,5 +342,9 @@ impl<T: Float> Op<T> for Neg {
     fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
         unary_jvp("neg", x, y, t)?;
         combine(y.shape(), t[0], None, -T::ONE, T::ZERO)
+    }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
     }
 }

@@ -1,7 +1,7 @@
 //! `Embedding`: rows of a weight table picked by integer indices.
 
 use super::{check_jvp, check_output, check_vjp, expect_inputs};
-use crate::tape::Op;
+use crate::tape::{Linearity, Op};
 use crate::tensor::{checked_numel, Tensor};
 use crate::{ensure, Result};
 use mho_kernels::Float;
@@ -97,5 +97,9 @@ impl<T: Float> Op<T> for Embedding {
             Some(t) => Tensor::new(shape, self.gather(t.data(), dim)),
             None => Ok(Tensor::zeros(&shape)),
         }
+    }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
     }
 }

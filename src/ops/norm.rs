@@ -1,7 +1,7 @@
 //! `BatchNorm` in its inference form, with running statistics as inputs.
 
 use super::{check_jvp, check_output, check_vjp, expect_inputs};
-use crate::tape::Op;
+use crate::tape::{Linearity, Op};
 use crate::tensor::Tensor;
 use crate::{ensure, Result};
 use mho_kernels::Float;
@@ -174,5 +174,9 @@ impl<T: Float> Op<T> for BatchNorm {
             }
         });
         Tensor::new(y.shape().to_vec(), out)
+    }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
     }
 }

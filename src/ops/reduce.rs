@@ -1,7 +1,7 @@
 //! Reductions: `Sum` and `Mean` of all elements (to shape `[]`), `SumAxis` along one axis.
 
 use super::{check_axis, check_jvp, check_output, check_vjp, expect_inputs, split_at_axis};
-use crate::tape::Op;
+use crate::tape::{Linearity, Op};
 use crate::tensor::Tensor;
 use crate::{ensure, Result};
 use mho_kernels::Float;
@@ -55,6 +55,10 @@ impl<T: Float> Op<T> for Sum {
             t[0].map_or(T::ZERO, |t| t.data().iter().copied().sum()),
         ))
     }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
+    }
 }
 
 impl Mean {
@@ -104,6 +108,10 @@ impl<T: Float> Op<T> for Mean {
         Ok(Tensor::scalar(t[0].map_or(T::ZERO, |t| {
             t.data().iter().copied().sum::<T>() * scale
         })))
+    }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
     }
 }
 
@@ -181,5 +189,9 @@ impl<T: Float> Op<T> for SumAxis {
             Some(t) => Tensor::new(shape, self.reduce(x[0].shape(), t.data())),
             None => Ok(Tensor::zeros(&shape)),
         }
+    }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
     }
 }

@@ -2,7 +2,7 @@
 //! and `Select` (one index along an axis, which is dropped).
 
 use super::{check_axis, check_jvp, check_output, check_vjp, expect_inputs, split_at_axis};
-use crate::tape::Op;
+use crate::tape::{Linearity, Op};
 use crate::tensor::Tensor;
 use crate::{bail, ensure, Result};
 use mho_kernels::Float;
@@ -99,6 +99,10 @@ impl<T: Float> Op<T> for GatherRows {
             None => Ok(Tensor::zeros(&shape)),
         }
     }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
+    }
 }
 
 impl Select {
@@ -170,5 +174,9 @@ impl<T: Float> Op<T> for Select {
             Some(t) => Tensor::new(shape, self.pick(t.data(), x[0].shape())),
             None => Ok(Tensor::zeros(&shape)),
         }
+    }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
     }
 }

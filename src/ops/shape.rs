@@ -2,7 +2,7 @@
 //! and `Identity` (also `Dropout` at inference).
 
 use super::{check_axis, check_jvp, check_output, check_vjp, expect_inputs, unary_jvp, unary_vjp};
-use crate::tape::Op;
+use crate::tape::{Linearity, Op};
 use crate::tensor::{checked_numel, Tensor};
 use crate::{bail, ensure, Result};
 use mho_kernels::Float;
@@ -76,6 +76,10 @@ impl<T: Float> Op<T> for Identity {
         unary_jvp("identity", x, y, t)?;
         Ok(tangent_or_zeros(t[0], y.shape()))
     }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
+    }
 }
 
 /// Implements `Op` for an op that only relabels the shape, given its name and a method
@@ -119,6 +123,10 @@ macro_rules! view_op {
                 let shape = self.output_shape(x[0].shape())?;
                 check_output($name, y, None, &shape)?;
                 tangent_or_zeros(t[0], x[0].shape()).reshape(&shape)
+            }
+
+            fn linearity(&self) -> Linearity {
+                Linearity::Affine
             }
         }
     };
@@ -275,6 +283,10 @@ impl<T: Float> Op<T> for Permute {
             None => Ok(Tensor::zeros(&shape)),
         }
     }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
+    }
 }
 
 impl Concat {
@@ -381,5 +393,9 @@ impl<T: Float> Op<T> for Concat {
             }
         }
         Tensor::new(shape, out)
+    }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::Affine
     }
 }
