@@ -117,6 +117,24 @@ proptest! {
         check_against_reference(&g, seed)?;
     }
 
+    /// Large outputs are processed in several column tiles of whole output rows (an
+    /// im2col tile holds about 1 MiB).
+    #[test]
+    fn large_images_match_reference(
+        groups in 1usize..=2, cin_g in 1usize..=2, cout_g in 1usize..=2,
+        h in 8usize..=24, w in 300usize..=600, k in 1usize..=3, stride in 1usize..=2, pad in 0usize..=1,
+        dilation in 1usize..=2, seed: u64,
+    ) {
+        let g = Conv2dGeometry::new(
+            1, groups * cin_g, [h, w], groups * cout_g, [k, k], [stride, stride], [pad, pad],
+            [dilation, dilation], groups,
+        );
+        if let Ok(g) = g {
+            check_against_reference(&g, seed)?;
+            check_adjoints(&g, seed)?;
+        }
+    }
+
     #[test]
     fn adjoint_identities((g, seed) in conv_case()) {
         check_adjoints(&g, seed)?;
@@ -177,6 +195,8 @@ fn large_geometries() -> Vec<Conv2dGeometry> {
         Conv2dGeometry::new(12, 32, [16, 16], 48, [1, 1], [1, 1], [0, 0], [1, 1], 2).unwrap(),
         Conv2dGeometry::new(1, 32, [20, 20], 64, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
         Conv2dGeometry::new(11, 3, [32, 32], 16, [5, 5], [2, 2], [2, 2], [1, 1], 1).unwrap(),
+        Conv2dGeometry::new(4, 8, [40, 70], 8, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
+        Conv2dGeometry::new(1, 8, [40, 300], 8, [3, 3], [1, 2], [1, 1], [1, 1], 2).unwrap(),
     ]
 }
 

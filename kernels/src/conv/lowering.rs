@@ -59,12 +59,21 @@ impl TapWindow {
     }
 }
 
-/// Fills `col` ((C_in/groups)·kh·kw rows × OH·OW columns) from one group's input
-/// channels `x_group` ((C_in/groups) planes of H·W).
-pub(super) fn im2col<T: Float>(g: &Conv2dGeometry, x_group: &[T], col: &mut [T]) {
+/// Fills `col` ((C_in/groups)·kh·kw rows × `out_rows.len()`·OW columns) with the
+/// columns of output rows `out_rows`, from one group's input channels `x_group`
+/// ((C_in/groups) planes of H·W).
+pub(super) fn im2col<T: Float>(
+    g: &Conv2dGeometry,
+    x_group: &[T],
+    out_rows: Range<usize>,
+    col: &mut [T],
+) {
+    if out_rows.is_empty() || g.out_w == 0 {
+        return;
+    }
     let [sh, sw] = g.stride;
     let in_plane = g.in_h * g.in_w;
-    let mut col_rows = col.chunks_exact_mut(g.out_h * g.out_w);
+    let mut col_rows = col.chunks_exact_mut(out_rows.len() * g.out_w);
     for plane in x_group.chunks_exact(in_plane) {
         for ki in 0..g.kernel_h {
             for kj in 0..g.kernel_w {
@@ -73,7 +82,7 @@ pub(super) fn im2col<T: Float>(g: &Conv2dGeometry, x_group: &[T], col: &mut [T])
                 };
                 let tap = TapWindow::new(g, ki, kj);
                 let valid_cols = tap.cols.len();
-                for (oh, out_row) in col_row.chunks_exact_mut(g.out_w).enumerate() {
+                for (oh, out_row) in out_rows.clone().zip(col_row.chunks_exact_mut(g.out_w)) {
                     if !tap.rows.contains(&oh) || tap.cols.is_empty() {
                         out_row.fill(T::ZERO);
                         continue;
@@ -97,13 +106,20 @@ pub(super) fn im2col<T: Float>(g: &Conv2dGeometry, x_group: &[T], col: &mut [T])
     }
 }
 
-/// The adjoint of [`im2col`]: overwrites `x_group` with the sum, over every column
-/// entry, of that entry added at the input position it was read from.
-pub(super) fn col2im<T: Float>(g: &Conv2dGeometry, col: &[T], x_group: &mut [T]) {
+/// The adjoint of [`im2col`]: adds every entry of `col` (the columns of output rows
+/// `out_rows`) to `x_group` at the input position it was read from.
+pub(super) fn col2im_add<T: Float>(
+    g: &Conv2dGeometry,
+    col: &[T],
+    out_rows: Range<usize>,
+    x_group: &mut [T],
+) {
+    if out_rows.is_empty() || g.out_w == 0 {
+        return;
+    }
     let [sh, sw] = g.stride;
     let in_plane = g.in_h * g.in_w;
-    x_group.fill(T::ZERO);
-    let mut col_rows = col.chunks_exact(g.out_h * g.out_w);
+    let mut col_rows = col.chunks_exact(out_rows.len() * g.out_w);
     for plane in x_group.chunks_exact_mut(in_plane) {
         for ki in 0..g.kernel_h {
             for kj in 0..g.kernel_w {
@@ -114,10 +130,11 @@ pub(super) fn col2im<T: Float>(g: &Conv2dGeometry, col: &[T], x_group: &mut [T])
                 if tap.cols.is_empty() {
                     continue;
                 }
-                for oh in tap.rows.clone() {
+                let valid_rows = tap.rows.start.max(out_rows.start)..tap.rows.end.min(out_rows.end);
+                for oh in valid_rows {
                     let ih = tap.first_in_row + (oh - tap.rows.start) * sh;
                     let in_row = &mut plane[ih * g.in_w..(ih + 1) * g.in_w];
-                    let src = &col_row[oh * g.out_w..][tap.cols.clone()];
+                    let src = &col_row[(oh - out_rows.start) * g.out_w..][tap.cols.clone()];
                     let dst = &mut in_row[tap.first_in_col..];
                     if sw == 1 {
                         for (d, s) in dst.iter_mut().zip(src) {
