@@ -172,3 +172,11 @@ fn f32_matches_f64() {
         common::assert_close("f32 vs f64", &b.cast(), &a, 1e-6);
     }
 }
+
+#[test]
+fn relu_keeps_nan_like_pytorch() {
+    let x: Tensor<f64> = Tensor::from_f64(&[2], &[f64::NAN, -1.0]).unwrap();
+    let y = Relu.forward(&[&x]).unwrap();
+    assert!(y.data()[0].is_nan());
+    assert_eq!(y.data()[1], 0.0);
+}

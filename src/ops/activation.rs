@@ -4,60 +4,74 @@
 //! and prelu take the negative-side slope at exactly 0 — the derivative is 1 where x > 0
 //! and the slope elsewhere, zero included.
 
-use super::{check_jvp, check_output, check_vjp, expect_inputs, unary_jvp, unary_vjp};
+use super::{
+    check_jvp, check_output, check_vjp, expect_inputs, map_tensor, unary_jvp, unary_vjp,
+    zip_tensors,
+};
 use crate::tape::{Linearity, Op};
 use crate::tensor::Tensor;
 use crate::{ensure, Result};
 use mho_kernels::Float;
 
-/// VJP of a pointwise op whose derivative at (x, y = f(x)) is `slope(x, y)`.
+/// Which value a pointwise op's derivative is computed from.
+#[derive(Clone, Copy)]
+enum SlopeFrom {
+    /// The input x (relu, leaky relu, log).
+    Input,
+    /// The output y = f(x) (tanh, sigmoid, exp), saving a recomputation.
+    Output,
+}
+
+/// The tensor a pointwise derivative reads.
+fn slope_source<'a, T: Float>(
+    from: SlopeFrom,
+    x: &'a Tensor<T>,
+    y: &'a Tensor<T>,
+) -> &'a Tensor<T> {
+    match from {
+        SlopeFrom::Input => x,
+        SlopeFrom::Output => y,
+    }
+}
+
+/// VJP of a pointwise op: g ⊙ slope(source).
 fn pointwise_vjp<T: Float>(
     name: &str,
     x: &[&Tensor<T>],
     y: &Tensor<T>,
     g: &Tensor<T>,
     needs: &[bool],
-    slope: impl Fn(T, T) -> T,
+    from: SlopeFrom,
+    slope: impl Fn(T) -> T + Sync,
 ) -> Result<Vec<Option<Tensor<T>>>> {
     unary_vjp(name, x, y, g, needs)?;
     if !needs[0] {
         return Ok(vec![None]);
     }
-    let data = g
-        .data()
-        .iter()
-        .zip(x[0].data().iter().zip(y.data()))
-        .map(|(&g, (&x, &y))| g * slope(x, y))
-        .collect();
-    Ok(vec![Some(Tensor::new(y.shape().to_vec(), data)?)])
+    let dx = zip_tensors(g, slope_source(from, x[0], y), |g, s| g * slope(s))?;
+    Ok(vec![Some(dx)])
 }
 
-/// JVP of a pointwise op whose derivative at (x, y = f(x)) is `slope(x, y)`.
+/// JVP of a pointwise op: t ⊙ slope(source).
 fn pointwise_jvp<T: Float>(
     name: &str,
     x: &[&Tensor<T>],
     y: &Tensor<T>,
     t: &[Option<&Tensor<T>>],
-    slope: impl Fn(T, T) -> T,
+    from: SlopeFrom,
+    slope: impl Fn(T) -> T + Sync,
 ) -> Result<Tensor<T>> {
     unary_jvp(name, x, y, t)?;
-    let Some(t) = t[0] else {
-        return Ok(Tensor::zeros(y.shape()));
-    };
-    let data = t
-        .data()
-        .iter()
-        .zip(x[0].data().iter().zip(y.data()))
-        .map(|(&t, (&x, &y))| t * slope(x, y))
-        .collect();
-    Tensor::new(y.shape().to_vec(), data)
+    match t[0] {
+        Some(t) => zip_tensors(t, slope_source(from, x[0], y), |t, s| t * slope(s)),
+        None => Ok(Tensor::zeros(y.shape())),
+    }
 }
 
-/// Implements `Op` for a pointwise op from its name, its [`Linearity`], its function and
-/// its derivative `slope(x, y)` (given both the input and the output, so it can reuse
-/// either).
+/// Implements `Op` for a pointwise op from its name, its [`Linearity`], its function, and
+/// its derivative as a function of the input or of the output (`SlopeFrom`).
 macro_rules! pointwise_op {
-    ($ty:ty, $name:literal, $lin:ident, |$s:ident, $v:ident| $f:expr, |$sd:ident, $x:ident, $y:ident| $d:expr) => {
+    ($ty:ty, $name:literal, $lin:ident, |$s:ident, $v:ident| $f:expr, $from:ident, |$sd:ident, $a:ident| $d:expr) => {
         impl<T: Float> Op<T> for $ty {
             fn name(&self) -> &'static str {
                 $name
@@ -66,7 +80,7 @@ macro_rules! pointwise_op {
             fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
                 expect_inputs($name, x, 1)?;
                 let $s = self;
-                Ok(x[0].map(|$v: T| $f))
+                map_tensor(x[0], |$v: T| $f)
             }
 
             fn vjp(
@@ -77,7 +91,7 @@ macro_rules! pointwise_op {
                 needs: &[bool],
             ) -> Result<Vec<Option<Tensor<T>>>> {
                 let $sd = self;
-                pointwise_vjp($name, x, y, g, needs, |$x: T, $y: T| $d)
+                pointwise_vjp($name, x, y, g, needs, SlopeFrom::$from, |$a: T| $d)
             }
 
             fn jvp(
@@ -87,7 +101,7 @@ macro_rules! pointwise_op {
                 t: &[Option<&Tensor<T>>],
             ) -> Result<Tensor<T>> {
                 let $sd = self;
-                pointwise_jvp($name, x, y, t, |$x: T, $y: T| $d)
+                pointwise_jvp($name, x, y, t, SlopeFrom::$from, |$a: T| $d)
             }
 
             fn linearity(&self) -> Linearity {
@@ -97,16 +111,31 @@ macro_rules! pointwise_op {
     };
 }
 
-/// max(x, 0), with relu'(0) = 0.
+/// max(x, 0), with relu'(0) = 0 (NaN stays NaN, as in PyTorch).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Relu;
+
+/// 1 where x > 0, else `negative` (relu: 0; leaky relu and prelu: their slope).
+#[inline]
+fn step<T: Float>(x: T, negative: T) -> T {
+    if x > T::ZERO {
+        T::ONE
+    } else {
+        negative
+    }
+}
 
 pointwise_op!(
     Relu,
     "relu",
     PiecewiseLinear,
-    |_op, v| if v > T::ZERO { v } else { T::ZERO },
-    |_op, x, _y| if x > T::ZERO { T::ONE } else { T::ZERO }
+    |_op, v| if v > T::ZERO || v.is_nan() {
+        v
+    } else {
+        T::ZERO
+    },
+    Input,
+    |_op, x| step(x, T::ZERO)
 );
 
 /// x where x > 0, else `negative_slope`·x; the derivative at 0 is `negative_slope`.
@@ -120,30 +149,23 @@ pointwise_op!(
     LeakyRelu,
     "leaky_relu",
     PiecewiseLinear,
-    |op, v| if v > T::ZERO {
-        v
-    } else {
-        T::from_f64(op.negative_slope) * v
-    },
-    |op, x, _y| if x > T::ZERO {
-        T::ONE
-    } else {
-        T::from_f64(op.negative_slope)
-    }
+    |op, v| v * step(v, T::from_f64(op.negative_slope)),
+    Input,
+    |op, x| step(x, T::from_f64(op.negative_slope))
 );
 
 /// tanh(x); the derivative 1 − y² is taken from the output.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tanh;
 
-/// tanh′ from the output: 1 − y².
-fn tanh_slope<T: Float>(y: T) -> T {
-    T::ONE - y * y
-}
-
-pointwise_op!(Tanh, "tanh", Smooth, |_op, v| v.tanh(), |_op, _x, y| {
-    tanh_slope(y)
-});
+pointwise_op!(
+    Tanh,
+    "tanh",
+    Smooth,
+    |_op, v| v.tanh(),
+    Output,
+    |_op, y| T::ONE - y * y
+);
 
 /// The logistic function 1 / (1 + e^−x), evaluated without overflow; derivative y(1 − y).
 #[derive(Clone, Copy, Debug, Default)]
@@ -164,20 +186,22 @@ pointwise_op!(
     "sigmoid",
     Smooth,
     |_op, v| sigmoid(v),
-    |_op, _x, y| y * (T::ONE - y)
+    Output,
+    |_op, y| y * (T::ONE - y)
 );
 
 /// eˣ; the derivative is the output itself.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Exp;
 
-pointwise_op!(Exp, "exp", Smooth, |_op, v| v.exp(), |_op, _x, y| y);
+pointwise_op!(Exp, "exp", Smooth, |_op, v| v.exp(), Output, |_op, y| y);
 
 /// The natural logarithm (NaN for negative inputs, −∞ at 0, as IEEE); derivative 1/x.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Log;
 
-pointwise_op!(Log, "log", Smooth, |_op, v| v.ln(), |_op, x, _y| T::ONE / x);
+pointwise_op!(Log, "log", Smooth, |_op, v| v.ln(), Input, |_op, x| T::ONE
+    / x);
 
 /// Parametric relu: x where x > 0, else a·x with a learned slope a. Inputs `[x, weight]`;
 /// the weight holds one slope shared by all channels, or one per channel (axis 1 of x),

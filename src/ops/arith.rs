@@ -1,7 +1,10 @@
 //! Elementwise arithmetic: two tensors of the same shape (`Add`, `Sub`, `Mul`, `Div`), a
 //! tensor and a scalar (`AddScalar`, `MulScalar`), and negation (`Neg`).
 
-use super::{check_jvp, check_output, check_vjp, expect_inputs, same_shape, unary_jvp, unary_vjp};
+use super::{
+    check_jvp, check_output, check_vjp, expect_inputs, map_tensor, same_shape, unary_jvp,
+    unary_vjp, zip_tensors,
+};
 use crate::tape::{Linearity, Op};
 use crate::tensor::Tensor;
 use crate::Result;
@@ -65,7 +68,7 @@ impl<T: Float> Op<T> for Add {
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         binary("add", x)?;
-        x[0].zip_map(x[1], |a, b| a + b)
+        zip_tensors(x[0], x[1], |a, b| a + b)
     }
 
     fn vjp(
@@ -82,7 +85,7 @@ impl<T: Float> Op<T> for Add {
     fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
         binary_jvp("add", x, y, t)?;
         match (t[0], t[1]) {
-            (Some(a), Some(b)) => a.zip_map(b, |a, b| a + b),
+            (Some(a), Some(b)) => zip_tensors(a, b, |a, b| a + b),
             (Some(a), None) => Ok(a.clone()),
             (None, Some(b)) => Ok(b.clone()),
             (None, None) => Ok(Tensor::zeros(y.shape())),
@@ -105,7 +108,7 @@ impl<T: Float> Op<T> for Sub {
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         binary("sub", x)?;
-        x[0].zip_map(x[1], |a, b| a - b)
+        zip_tensors(x[0], x[1], |a, b| a - b)
     }
 
     fn vjp(
@@ -124,7 +127,7 @@ impl<T: Float> Op<T> for Sub {
     fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
         binary_jvp("sub", x, y, t)?;
         match (t[0], t[1]) {
-            (Some(a), Some(b)) => a.zip_map(b, |a, b| a - b),
+            (Some(a), Some(b)) => zip_tensors(a, b, |a, b| a - b),
             (Some(a), None) => Ok(a.clone()),
             (None, Some(b)) => Ok(b.map(|b| -b)),
             (None, None) => Ok(Tensor::zeros(y.shape())),
@@ -147,7 +150,7 @@ impl<T: Float> Op<T> for Mul {
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         binary("mul", x)?;
-        x[0].zip_map(x[1], |a, b| a * b)
+        zip_tensors(x[0], x[1], |a, b| a * b)
     }
 
     fn vjp(
@@ -159,12 +162,12 @@ impl<T: Float> Op<T> for Mul {
     ) -> Result<Vec<Option<Tensor<T>>>> {
         binary_vjp("mul", x, y, g, needs)?;
         let da = if needs[0] {
-            Some(g.zip_map(x[1], |g, b| g * b)?)
+            Some(zip_tensors(g, x[1], |g, b| g * b)?)
         } else {
             None
         };
         let db = if needs[1] {
-            Some(g.zip_map(x[0], |g, a| g * a)?)
+            Some(zip_tensors(g, x[0], |g, a| g * a)?)
         } else {
             None
         };
@@ -197,7 +200,7 @@ impl<T: Float> Op<T> for Div {
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         binary("div", x)?;
-        x[0].zip_map(x[1], |a, b| a / b)
+        zip_tensors(x[0], x[1], |a, b| a / b)
     }
 
     fn vjp(
@@ -210,7 +213,7 @@ impl<T: Float> Op<T> for Div {
         binary_vjp("div", x, y, g, needs)?;
         // ∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = −a/b².
         let da = if needs[0] {
-            Some(g.zip_map(x[1], |g, b| g / b)?)
+            Some(zip_tensors(g, x[1], |g, b| g / b)?)
         } else {
             None
         };
@@ -253,7 +256,7 @@ impl<T: Float> Op<T> for AddScalar {
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         expect_inputs("add_scalar", x, 1)?;
         let c = T::from_f64(self.0);
-        Ok(x[0].map(|v| v + c))
+        map_tensor(x[0], |v| v + c)
     }
 
     fn vjp(
@@ -289,7 +292,7 @@ impl<T: Float> Op<T> for MulScalar {
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         expect_inputs("mul_scalar", x, 1)?;
         let c = T::from_f64(self.0);
-        Ok(x[0].map(|v| c * v))
+        map_tensor(x[0], |v| c * v)
     }
 
     fn vjp(
@@ -325,7 +328,7 @@ impl<T: Float> Op<T> for Neg {
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         expect_inputs("neg", x, 1)?;
-        Ok(x[0].map(|v| -v))
+        map_tensor(x[0], |v| -v)
     }
 
     fn vjp(

@@ -47,7 +47,7 @@ pub use softmax::{LogSoftmax, Softmax};
 
 use crate::tensor::Tensor;
 use crate::{ensure, Result};
-use mho_kernels::Float;
+use mho_kernels::{elementwise, Float};
 
 /// Checks an op got exactly `n` inputs.
 pub(crate) fn expect_inputs<T: Float>(name: &str, inputs: &[&Tensor<T>], n: usize) -> Result<()> {
@@ -157,6 +157,31 @@ pub(crate) fn unary_jvp<T: Float>(
 ) -> Result<()> {
     check_jvp(name, x, t, 1)?;
     check_output(name, y, None, x[0].shape())
+}
+
+/// f applied to every element (on rayon's threads for long tensors).
+pub(crate) fn map_tensor<T: Float>(a: &Tensor<T>, f: impl Fn(T) -> T + Sync) -> Result<Tensor<T>> {
+    let mut out = Tensor::zeros(a.shape());
+    elementwise::map(a.data(), out.data_mut(), f)?;
+    Ok(out)
+}
+
+/// f applied to every pair of elements of two same-shape tensors (on rayon's threads for
+/// long tensors).
+pub(crate) fn zip_tensors<T: Float>(
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    f: impl Fn(T, T) -> T + Sync,
+) -> Result<Tensor<T>> {
+    ensure!(
+        a.shape() == b.shape(),
+        "elementwise: shapes {:?} and {:?} differ",
+        a.shape(),
+        b.shape()
+    );
+    let mut out = Tensor::zeros(a.shape());
+    elementwise::zip_map(a.data(), b.data(), out.data_mut(), f)?;
+    Ok(out)
 }
 
 /// The sizes around an axis of a row-major shape: (elements before it, its length,

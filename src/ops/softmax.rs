@@ -36,35 +36,51 @@ impl Lanes {
         Ok(Lanes { outer, len, inner })
     }
 
-    /// Calls `f(indices)` for every lane with the lane's flat indices in order.
-    fn for_each(&self, mut f: impl FnMut(&[usize])) {
-        let mut idx = Vec::with_capacity(self.len);
+    /// Calls `f(lane)` for every lane.
+    fn for_each(&self, mut f: impl FnMut(Lane)) {
         for o in 0..self.outer {
             for i in 0..self.inner {
-                idx.clear();
-                idx.extend((0..self.len).map(|j| (o * self.len + j) * self.inner + i));
-                f(&idx);
+                f(Lane {
+                    start: o * self.len * self.inner + i,
+                    stride: self.inner,
+                    len: self.len,
+                });
             }
         }
     }
 }
 
+/// One lane: flat indices `start + j·stride` for j in 0..len.
+#[derive(Clone, Copy)]
+struct Lane {
+    start: usize,
+    stride: usize,
+    len: usize,
+}
+
+impl Lane {
+    /// The lane's flat indices, in order.
+    fn indices(self) -> impl Iterator<Item = usize> {
+        (0..self.len).map(move |j| self.start + j * self.stride)
+    }
+}
+
 /// Writes softmax (or log-softmax when `log`) of every lane of `x` into `y`.
 fn normalise<T: Float>(lanes: Lanes, x: &[T], y: &mut [T], log: bool) {
-    lanes.for_each(|idx| {
-        let max = idx
-            .iter()
-            .fold(T::ZERO - T::max_value(), |m, &k| m.max(x[k]));
+    lanes.for_each(|lane| {
+        let max = lane
+            .indices()
+            .fold(T::ZERO - T::max_value(), |m, k| m.max(x[k]));
         // An all −∞ (or +∞) lane has no finite shift; 0 keeps IEEE semantics.
         let shift = if max.is_finite() { max } else { T::ZERO };
-        let total: T = idx.iter().map(|&k| (x[k] - shift).exp()).sum();
+        let total: T = lane.indices().map(|k| (x[k] - shift).exp()).sum();
         if log {
             let log_total = total.ln();
-            for &k in idx {
+            for k in lane.indices() {
                 y[k] = x[k] - shift - log_total;
             }
         } else {
-            for &k in idx {
+            for k in lane.indices() {
                 y[k] = (x[k] - shift).exp() / total;
             }
         }
@@ -74,9 +90,9 @@ fn normalise<T: Float>(lanes: Lanes, x: &[T], y: &mut [T], log: bool) {
 /// The softmax Jacobian (symmetric) applied to `v`: p ⊙ (v − ⟨p, v⟩) per lane.
 fn softmax_jacobian<T: Float>(lanes: Lanes, p: &[T], v: &[T]) -> Vec<T> {
     let mut out = vec![T::ZERO; p.len()];
-    lanes.for_each(|idx| {
-        let dot: T = idx.iter().map(|&k| p[k] * v[k]).sum();
-        for &k in idx {
+    lanes.for_each(|lane| {
+        let dot: T = lane.indices().map(|k| p[k] * v[k]).sum();
+        for k in lane.indices() {
             out[k] = p[k] * (v[k] - dot);
         }
     });
@@ -156,9 +172,9 @@ impl<T: Float> Op<T> for LogSoftmax {
         // Jᵀ·g = g − p·Σg per lane, with p = e^y the softmax.
         let (ys, gs) = (y.data(), g.data());
         let mut dx = vec![T::ZERO; ys.len()];
-        lanes.for_each(|idx| {
-            let total: T = idx.iter().map(|&k| gs[k]).sum();
-            for &k in idx {
+        lanes.for_each(|lane| {
+            let total: T = lane.indices().map(|k| gs[k]).sum();
+            for k in lane.indices() {
                 dx[k] = gs[k] - ys[k].exp() * total;
             }
         });
@@ -175,9 +191,9 @@ impl<T: Float> Op<T> for LogSoftmax {
         // J·t = t − ⟨p, t⟩ per lane.
         let (ys, ts) = (y.data(), t.data());
         let mut out = vec![T::ZERO; ys.len()];
-        lanes.for_each(|idx| {
-            let dot: T = idx.iter().map(|&k| ys[k].exp() * ts[k]).sum();
-            for &k in idx {
+        lanes.for_each(|lane| {
+            let dot: T = lane.indices().map(|k| ys[k].exp() * ts[k]).sum();
+            for k in lane.indices() {
                 out[k] = ts[k] - dot;
             }
         });
