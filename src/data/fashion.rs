@@ -38,7 +38,11 @@ fn load_split(images: &Path, labels: &Path) -> Result<(Tensor<f32>, Vec<usize>)>
         );
     }
     if let Some(i) = lb.data.iter().position(|&l| l >= 10) {
-        bail!("{}: label {i} is {}, expected 0..9", labels.display(), lb.data[i]);
+        bail!(
+            "{}: label {i} is {}, expected 0..9",
+            labels.display(),
+            lb.data[i]
+        );
     }
     let (n, h, w) = (im.dims[0], im.dims[1], im.dims[2]);
     let x = Tensor::new(

@@ -170,7 +170,11 @@ fn parse_header(text: &[u8]) -> std::result::Result<Header, String> {
                 fortran = Some(match lx.word().as_str() {
                     "True" => true,
                     "False" => false,
-                    w => return Err(format!("fortran_order: expected True or False, got \"{w}\"")),
+                    w => {
+                        return Err(format!(
+                            "fortran_order: expected True or False, got \"{w}\""
+                        ))
+                    }
                 })
             }
             "shape" => shape = Some(lx.tuple()?),
@@ -213,7 +217,9 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         _ => return Err(format!("unsupported .npy format version {major}.{minor}")),
     };
     if hlen > MAX_HEADER {
-        return Err(format!("header length {hlen} is larger than {MAX_HEADER} bytes"));
+        return Err(format!(
+            "header length {hlen} is larger than {MAX_HEADER} bytes"
+        ));
     }
     let data_start = start + hlen;
     if data_start > bytes.len() {
@@ -224,7 +230,9 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
     }
     let header = parse_header(&bytes[start..data_start]).map_err(|e| format!("bad header: {e}"))?;
     if header.fortran_order {
-        return Err("fortran_order is True; save the array in C order (np.ascontiguousarray)".into());
+        return Err(
+            "fortran_order is True; save the array in C order (np.ascontiguousarray)".into(),
+        );
     }
     let (kind, size) = match header.descr.as_str() {
         "<f4" | "=f4" => ("f4", 4),
@@ -232,7 +240,9 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         "<i4" | "=i4" => ("i4", 4),
         "<i8" | "=i8" => ("i8", 8),
         d if d.starts_with('>') => {
-            return Err(format!("dtype '{d}' is big-endian; only little-endian is supported"))
+            return Err(format!(
+                "dtype '{d}' is big-endian; only little-endian is supported"
+            ))
         }
         d => {
             return Err(format!(
@@ -395,7 +405,11 @@ pub fn read_input<T: Float>(path: &Path, input_shape: &[usize], tokens: bool) ->
 
 /// The bytes of a version-1 `.npy` file holding `t` (`<f4` for f32, `<f8` for f64).
 pub fn npy_bytes<T: Float>(t: &Tensor<T>) -> Vec<u8> {
-    let (descr, size) = if T::NAME == "f32" { ("<f4", 4) } else { ("<f8", 8) };
+    let (descr, size) = if T::NAME == "f32" {
+        ("<f4", 4)
+    } else {
+        ("<f8", 8)
+    };
     let dims: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
     let shape = match dims.len() {
         1 => format!("({},)", dims[0]),
@@ -447,6 +461,8 @@ mod tests {
         assert!(parse_npy(b"hello").is_err());
         let t = Tensor::<f32>::from_f64(&[2], &[1.0, 2.0]).unwrap();
         let b = npy_bytes(&t);
-        assert!(parse_npy(&b[..b.len() - 1]).unwrap_err().contains("truncated"));
+        assert!(parse_npy(&b[..b.len() - 1])
+            .unwrap_err()
+            .contains("truncated"));
     }
 }

@@ -251,7 +251,12 @@ impl LayerSpec {
             } => {
                 let mut p = vec![(
                     "weight",
-                    vec![out_channels, in_channels / groups, kernel_size[0], kernel_size[1]],
+                    vec![
+                        out_channels,
+                        in_channels / groups,
+                        kernel_size[0],
+                        kernel_size[1],
+                    ],
                 )];
                 if bias {
                     p.push(("bias", vec![out_channels]));
@@ -266,7 +271,10 @@ impl LayerSpec {
                 bias,
                 ..
             } => {
-                let mut p = vec![("weight", vec![out_channels, in_channels / groups, kernel_size])];
+                let mut p = vec![(
+                    "weight",
+                    vec![out_channels, in_channels / groups, kernel_size],
+                )];
                 if bias {
                     p.push(("bias", vec![out_channels]));
                 }

@@ -96,7 +96,9 @@ fn check_header(bytes: &[u8]) -> Result<(String, BTreeMap<String, Entry>)> {
             continue;
         }
         let bad = |msg: &str| Error::new(format!("tensor \"{name}\": {msg}"));
-        let obj = v.as_object().ok_or_else(|| bad("header entry is not an object"))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("header entry is not an object"))?;
         let dtype_name = obj
             .get("dtype")
             .and_then(Value::as_str)
@@ -128,7 +130,9 @@ fn check_header(bytes: &[u8]) -> Result<(String, BTreeMap<String, Entry>)> {
             return Err(bad("data_offsets are not sizes"));
         };
         if begin > end {
-            return Err(bad(&format!("data_offsets [{begin}, {end}] end before they begin")));
+            return Err(bad(&format!(
+                "data_offsets [{begin}, {end}] end before they begin"
+            )));
         }
         if end > data_len as u64 {
             return Err(bad(&format!(
@@ -211,13 +215,10 @@ fn from_bytes<T: Float>(bytes: &[u8]) -> Result<Model<T>> {
     let (arch_text, mut entries) = check_header(bytes)?;
     let arch = Architecture::from_json(&arch_text)
         .map_err(|e| e.context(format_args!("metadata \"{ARCH_KEY}\"")))?;
-    // The safetensors crate re-validates the layout (contiguous offsets, exact length).
-    let st = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::new(format!("invalid safetensors layout: {e:?}")))?;
     let shapes = arch.layer_shapes()?;
-    let mut params = Vec::with_capacity(arch.layers.len());
+    // Every tensor the architecture needs, present with a float dtype and its shape.
+    let mut wanted = Vec::new();
     for (i, spec) in arch.layers.iter().enumerate() {
-        let mut layer = Vec::new();
         for (suffix, shape) in spec.param_shapes() {
             let name = format!("{i}.{suffix}");
             let Some(e) = entries.remove(&name) else {
@@ -239,26 +240,8 @@ fn from_bytes<T: Float>(bytes: &[u8]) -> Result<Model<T>> {
                     spec.type_name()
                 )));
             }
-            let view = st
-                .tensor(&name)
-                .map_err(|err| Error::new(format!("tensor \"{name}\": {err:?}")))?;
-            let raw = view.data();
-            if raw.len() != e.end - e.begin {
-                return Err(Error::new(format!("tensor \"{name}\": inconsistent data length")));
-            }
-            let vals = decode::<T>(raw, dtype).map_err(|(k, v)| {
-                Error::new(format!(
-                    "tensor \"{name}\": element {k} is {v}; parameters must be finite"
-                ))
-            })?;
-            layer.push(Param {
-                suffix,
-                value: Tensor::new(shape, vals)?,
-                dtype,
-                raw: Some(Arc::from(raw)),
-            });
+            wanted.push((i, suffix, name, shape, dtype, e.end - e.begin));
         }
-        params.push(layer);
     }
     // Left-overs: BatchNorm's num_batches_tracked is ignored, anything else is an error.
     for name in entries.keys() {
@@ -278,6 +261,41 @@ fn from_bytes<T: Float>(bytes: &[u8]) -> Result<Model<T>> {
                 "tensor \"{name}\" is not a parameter of the architecture"
             )));
         }
+    }
+    // The safetensors crate re-validates the layout (contiguous offsets, exact length).
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
+        Error::new(match e {
+            safetensors::SafeTensorError::InvalidOffset(name) => {
+                format!("tensor \"{name}\": data_offsets leave a gap or overlap another tensor")
+            }
+            safetensors::SafeTensorError::MetadataIncompleteBuffer => {
+                "the data section is longer than the tensors in the header".to_string()
+            }
+            other => format!("invalid safetensors layout: {other:?}"),
+        })
+    })?;
+    let mut params: Vec<Vec<Param<T>>> = (0..arch.layers.len()).map(|_| Vec::new()).collect();
+    for (i, suffix, name, shape, dtype, len) in wanted {
+        let view = st
+            .tensor(&name)
+            .map_err(|err| Error::new(format!("tensor \"{name}\": {err:?}")))?;
+        let raw = view.data();
+        if raw.len() != len {
+            return Err(Error::new(format!(
+                "tensor \"{name}\": inconsistent data length"
+            )));
+        }
+        let vals = decode::<T>(raw, dtype).map_err(|(k, v)| {
+            Error::new(format!(
+                "tensor \"{name}\": element {k} is {v}; parameters must be finite"
+            ))
+        })?;
+        params[i].push(Param {
+            suffix,
+            value: Tensor::new(shape, vals)?,
+            dtype,
+            raw: Some(Arc::from(raw)),
+        });
     }
     Ok(Model {
         arch,
@@ -347,8 +365,9 @@ impl<T: Float> Model<T> {
                 ));
             }
         }
-        let meta: HashMap<String, String> =
-            [(ARCH_KEY.to_string(), self.arch.to_json())].into_iter().collect();
+        let meta: HashMap<String, String> = [(ARCH_KEY.to_string(), self.arch.to_json())]
+            .into_iter()
+            .collect();
         safetensors::tensor::serialize(outs.iter().map(|(n, o)| (n.as_str(), o)), &Some(meta))
             .map_err(|e| Error::new(format!("cannot serialise the model: {e:?}")))
     }

@@ -53,7 +53,9 @@ impl<T: Float> Model<T> {
             for (suffix, shape) in spec.param_shapes() {
                 let value = match (spec, suffix) {
                     (
-                        LayerSpec::Linear { .. } | LayerSpec::Conv2d { .. } | LayerSpec::Conv1d { .. },
+                        LayerSpec::Linear { .. }
+                        | LayerSpec::Conv2d { .. }
+                        | LayerSpec::Conv1d { .. },
                         _,
                     ) => uniform(&mut rng, &shape, bound)?,
                     (LayerSpec::PReLU { init, .. }, _) => Tensor::full(&shape, T::from_f64(*init)),
@@ -66,8 +68,7 @@ impl<T: Float> Model<T> {
                         _,
                     ) => {
                         let n: usize = shape.iter().product();
-                        let mut data: Vec<T> =
-                            (0..n).map(|_| T::from_f64(rng.normal())).collect();
+                        let mut data: Vec<T> = (0..n).map(|_| T::from_f64(rng.normal())).collect();
                         if let Some(p) = padding_idx {
                             data[p * embedding_dim..(p + 1) * embedding_dim].fill(T::ZERO);
                         }

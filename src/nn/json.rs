@@ -95,7 +95,12 @@ impl<'a> Fields<'a> {
     }
 
     /// An optional size ≥ `min` (`default` when absent or null).
-    pub(crate) fn size_or(&mut self, name: &'static str, min: usize, default: usize) -> Result<usize> {
+    pub(crate) fn size_or(
+        &mut self,
+        name: &'static str,
+        min: usize,
+        default: usize,
+    ) -> Result<usize> {
         match self.get(name) {
             Some(v) => self.to_size(name, v, min),
             None => Ok(default),
@@ -104,7 +109,11 @@ impl<'a> Fields<'a> {
 
     /// A pair for a 2-d layer: `[a, b]` or a plain integer meaning `[n, n]`.
     /// `None` when absent or null.
-    pub(crate) fn pair_opt(&mut self, name: &'static str, min: usize) -> Result<Option<[usize; 2]>> {
+    pub(crate) fn pair_opt(
+        &mut self,
+        name: &'static str,
+        min: usize,
+    ) -> Result<Option<[usize; 2]>> {
         let Some(v) = self.get(name) else {
             return Ok(None);
         };
@@ -137,7 +146,12 @@ impl<'a> Fields<'a> {
     }
 
     /// An optional pair with a default.
-    pub(crate) fn pair_or(&mut self, name: &'static str, min: usize, default: [usize; 2]) -> Result<[usize; 2]> {
+    pub(crate) fn pair_or(
+        &mut self,
+        name: &'static str,
+        min: usize,
+        default: [usize; 2],
+    ) -> Result<[usize; 2]> {
         Ok(self.pair_opt(name, min)?.unwrap_or(default))
     }
 
@@ -148,10 +162,15 @@ impl<'a> Fields<'a> {
             return Ok(None);
         };
         match v {
-            Value::Array(items) if items.len() == 1 => Ok(Some(self.to_size(name, &items[0], min)?)),
+            Value::Array(items) if items.len() == 1 => {
+                Ok(Some(self.to_size(name, &items[0], min)?))
+            }
             Value::Array(items) => Err(self.field_err(
                 name,
-                format!("expected an integer for a 1-d layer, got {} values", items.len()),
+                format!(
+                    "expected an integer for a 1-d layer, got {} values",
+                    items.len()
+                ),
             )),
             _ => Ok(Some(self.to_size(name, v, min)?)),
         }
@@ -256,7 +275,12 @@ impl<'a> Fields<'a> {
     }
 
     /// Requires a boolean field to be absent or equal to `expected`.
-    pub(crate) fn bool_must_be(&mut self, name: &'static str, expected: bool, why: &str) -> Result<()> {
+    pub(crate) fn bool_must_be(
+        &mut self,
+        name: &'static str,
+        expected: bool,
+        why: &str,
+    ) -> Result<()> {
         if self.bool_or(name, expected)? != expected {
             return Err(self.field_err(name, format!("{} is not supported ({why})", !expected)));
         }

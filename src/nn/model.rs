@@ -72,7 +72,8 @@ pub struct Model<T: Float> {
 /// What [`Model::record`] put on the tape.
 #[derive(Clone, Debug)]
 pub struct Recorded {
-    /// `layer_outputs[i]` is layer i's output node ([N, ...layer_shapes()[i]]).
+    /// `layer_outputs[i]` is layer i's output node: [N, ...layer_shapes()[i]] (with the
+    /// batch axis at `batch_axes()[i]` instead of first after a batch-moving Permute).
     pub layer_outputs: Vec<NodeId>,
     /// The parameter leaves by state_dict name ("0.weight", …): the trainable ones
     /// (weights and biases, not running statistics) when recorded with `trainable`,
@@ -146,6 +147,13 @@ impl<T: Float> Model<T> {
     /// Each layer's output shape without the batch axis.
     pub fn layer_shapes(&self) -> Result<Vec<Vec<usize>>> {
         Ok(self.shapes.clone())
+    }
+
+    /// Where the batch axis is in each layer's output: 0 unless a Permute moved it (then
+    /// layer i's output is `layer_shapes()[i]` with the batch axis inserted at that
+    /// position). The last layer always has it first.
+    pub fn batch_axes(&self) -> Result<Vec<usize>> {
+        self.arch.batch_axes()
     }
 
     /// True when inputs are token indices (the first layer is an Embedding).

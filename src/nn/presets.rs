@@ -106,7 +106,7 @@ pub const PRESETS: &[Preset] = &[
         dataset: "digits",
         description: "Conv(1→16,3×3)-ReLU-Conv(16→32,3×3)-ReLU-MaxPool(2)-Linear(512→64)-ReLU-Linear(64→10)",
         config: TrainConfig {
-            epochs: 15,
+            epochs: 25,
             batch_size: 32,
             optimizer: Optimizer::Adam {
                 lr: 1e-3,
@@ -200,6 +200,10 @@ impl Preset {
 
     /// The names of all presets, comma-separated.
     pub fn names() -> String {
-        PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+        PRESETS
+            .iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

@@ -43,8 +43,9 @@ fn layer_err(i: usize, spec: &LayerSpec, msg: impl std::fmt::Display) -> Error {
     Error::new(format!("layer {i} ({}): {msg}", spec.type_name()))
 }
 
-/// The output shape (without batch axis) of layer `i` given its input shape.
-pub fn layer_output_shape(i: usize, spec: &LayerSpec, input: &[usize]) -> Result<Vec<usize>> {
+/// The output shape (without batch axis) of layer `i` given its input shape, for inputs
+/// whose batch axis is first.
+fn batch_first_output_shape(i: usize, spec: &LayerSpec, input: &[usize]) -> Result<Vec<usize>> {
     let e = |msg: String| layer_err(i, spec, msg);
     let want_rank = |rank: usize, what: &str| -> Result<()> {
         if input.len() != rank {
@@ -94,9 +95,9 @@ pub fn layer_output_shape(i: usize, spec: &LayerSpec, input: &[usize]) -> Result
                     Some(n) => o.push(n),
                     None => {
                         return Err(e(format!(
-                            "kernel_size {k:?} (dilation {d:?}) is larger than the padded input {:?}",
-                            &input[1..]
-                        )))
+                        "kernel_size {k:?} (dilation {d:?}) is larger than the padded input {:?}",
+                        &input[1..]
+                    )))
                     }
                 }
             }
@@ -204,73 +205,137 @@ pub fn layer_output_shape(i: usize, spec: &LayerSpec, input: &[usize]) -> Result
             }
             input.to_vec()
         }
-        LayerSpec::Softmax { dim } | LayerSpec::LogSoftmax { dim } => {
-            match norm_dim(*dim, input.len() + 1) {
-                Some(0) => {
-                    return Err(e(format!(
-                        "dim {dim} is the batch axis; examples must stay independent"
-                    )))
-                }
-                Some(_) => input.to_vec(),
-                None => {
-                    return Err(e(format!(
-                        "dim {dim} is out of range for inputs of {} axes (with the batch axis)",
-                        input.len() + 1
-                    )))
-                }
-            }
-        }
-        LayerSpec::Flatten { start_dim, end_dim } => {
-            let n = input.len() + 1;
-            let (Some(s), Some(t)) = (norm_dim(*start_dim, n), norm_dim(*end_dim, n)) else {
-                return Err(e(format!(
-                    "start_dim {start_dim} / end_dim {end_dim} out of range for inputs of {n} axes (with the batch axis)"
-                )));
-            };
-            if s == 0 {
-                return Err(e("start_dim 0 would flatten the batch axis".into()));
-            }
-            if s > t {
-                return Err(e(format!(
-                    "start_dim {start_dim} comes after end_dim {end_dim}"
-                )));
-            }
-            let (s, t) = (s - 1, t - 1);
-            let mut o = input[..s].to_vec();
-            o.push(input[s..=t].iter().product());
-            o.extend_from_slice(&input[t + 1..]);
-            o
-        }
-        LayerSpec::Permute { dims } => {
-            let n = input.len() + 1;
-            let mut seen = vec![false; n];
-            if dims.len() != n || dims.iter().any(|&d| d >= n || std::mem::replace(&mut seen[d], true)) {
-                return Err(e(format!(
-                    "dims {dims:?} is not a permutation of 0..{n} (inputs have {n} axes with the batch axis)"
-                )));
-            }
-            if dims[0] != 0 {
-                return Err(e(format!("dims {dims:?} must keep the batch axis first")));
-            }
-            dims[1..].iter().map(|&d| input[d - 1]).collect()
+        LayerSpec::Softmax { .. }
+        | LayerSpec::LogSoftmax { .. }
+        | LayerSpec::Flatten { .. }
+        | LayerSpec::Permute { .. } => {
+            return layer_output_shape(i, spec, input, 0).map(|(o, _)| o)
         }
         LayerSpec::Embedding { embedding_dim, .. } => {
             if i != 0 {
-                return Err(e("Embedding must be the first layer (its input is token indices)".into()));
+                return Err(e(
+                    "Embedding must be the first layer (its input is token indices)".into(),
+                ));
             }
             let mut o = input.to_vec();
             o.push(*embedding_dim);
             o
         }
     };
+    Ok(out)
+}
+
+/// The output shape (without the batch axis) of layer `i` and the position of the batch
+/// axis in its output, given its input shape (without the batch axis) and the position
+/// `b` of the batch axis in its input. Only Permute moves the batch axis; while it is
+/// not first, only layers that act on other axes are allowed (elementwise layers,
+/// Linear on a non-batch last axis, Softmax over another axis, Flatten of other axes,
+/// Permute).
+pub fn layer_output_shape(
+    i: usize,
+    spec: &LayerSpec,
+    input: &[usize],
+    b: usize,
+) -> Result<(Vec<usize>, usize)> {
+    let e = |msg: String| layer_err(i, spec, msg);
+    let n = input.len() + 1;
+    // The full shape, with a placeholder 1 for the batch axis.
+    let mut full = input.to_vec();
+    full.insert(b, 1);
+    let drop_batch = |mut out: Vec<usize>, b: usize| {
+        out.remove(b);
+        out
+    };
+    let (out, nb) = match spec {
+        LayerSpec::ReLU
+        | LayerSpec::Tanh
+        | LayerSpec::Sigmoid
+        | LayerSpec::Identity
+        | LayerSpec::LeakyReLU { .. }
+        | LayerSpec::Dropout { .. } => (input.to_vec(), b),
+        LayerSpec::PReLU {
+            num_parameters: 1, ..
+        } => (input.to_vec(), b),
+        LayerSpec::Linear { .. } if b != 0 => {
+            if b == n - 1 {
+                return Err(e(format!(
+                    "would act on the batch axis (a Permute moved it last, shape {full:?} with the batch at axis {b})"
+                )));
+            }
+            (batch_first_output_shape(i, spec, input)?, b)
+        }
+        LayerSpec::Softmax { dim } | LayerSpec::LogSoftmax { dim } => match norm_dim(*dim, n) {
+            Some(d) if d == b => {
+                return Err(e(format!(
+                    "dim {dim} is the batch axis; examples must stay independent"
+                )))
+            }
+            Some(_) => (input.to_vec(), b),
+            None => {
+                return Err(e(format!(
+                    "dim {dim} is out of range for inputs of {n} axes (with the batch axis)"
+                )))
+            }
+        },
+        LayerSpec::Flatten { start_dim, end_dim } => {
+            let (Some(s), Some(t)) = (norm_dim(*start_dim, n), norm_dim(*end_dim, n)) else {
+                return Err(e(format!(
+                    "start_dim {start_dim} / end_dim {end_dim} out of range for inputs of {n} axes (with the batch axis)"
+                )));
+            };
+            if s > t {
+                return Err(e(format!(
+                    "start_dim {start_dim} comes after end_dim {end_dim}"
+                )));
+            }
+            if (s..=t).contains(&b) {
+                return Err(e(format!(
+                    "axes {s}..={t} include the batch axis ({b}); examples must stay separate"
+                )));
+            }
+            let mut o = full[..s].to_vec();
+            o.push(full[s..=t].iter().product());
+            o.extend_from_slice(&full[t + 1..]);
+            let nb = if b < s { b } else { b - (t - s) };
+            (drop_batch(o, nb), nb)
+        }
+        LayerSpec::Permute { dims } => {
+            let mut seen = vec![false; n];
+            if dims.len() != n
+                || dims
+                    .iter()
+                    .any(|&d| d >= n || std::mem::replace(&mut seen[d], true))
+            {
+                return Err(e(format!(
+                    "dims {dims:?} is not a permutation of 0..{n} (inputs have {n} axes with the batch axis)"
+                )));
+            }
+            let o: Vec<usize> = dims.iter().map(|&d| full[d]).collect();
+            let nb = dims.iter().position(|&d| d == b).expect("a permutation");
+            (drop_batch(o, nb), nb)
+        }
+        _ if b != 0 => {
+            return Err(e(format!(
+                "needs the batch axis first, but a Permute moved it to axis {b}"
+            )))
+        }
+        _ => (batch_first_output_shape(i, spec, input)?, 0),
+    };
+    check_numel(i, spec, &out)?;
+    Ok((out, nb))
+}
+
+fn check_numel(i: usize, spec: &LayerSpec, out: &[usize]) -> Result<()> {
     if out.contains(&0) {
-        return Err(e(format!("output shape {out:?} is empty")));
+        return Err(layer_err(i, spec, format!("output shape {out:?} is empty")));
     }
     match out.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
-        Some(n) if n <= MAX_NUMEL => Ok(out),
-        _ => Err(e(format!(
-            "output shape {out:?} has more than {MAX_NUMEL} elements per example"
-        ))),
+        Some(n) if n <= MAX_NUMEL => Ok(()),
+        _ => Err(layer_err(
+            i,
+            spec,
+            format!("output shape {out:?} has more than {MAX_NUMEL} elements per example"),
+        )),
     }
 }
 
@@ -321,6 +386,19 @@ impl Architecture {
     /// Each layer's output shape without the batch axis; errors name the layer index,
     /// its type and the mismatch ("layer 3 (Conv2d): in_channels 16 but input has 8 channels").
     pub fn layer_shapes(&self) -> Result<Vec<Vec<usize>>> {
+        Ok(self.infer()?.0)
+    }
+
+    /// Where the batch axis is in each layer's output: 0 except after a Permute that
+    /// moved it (e.g. `Permute([1, 0])` turns [N, F] into [F, N]: batch axis 1). The last
+    /// layer's output always has it first.
+    pub fn batch_axes(&self) -> Result<Vec<usize>> {
+        Ok(self.infer()?.1)
+    }
+
+    /// Shape inference: (each layer's output shape without the batch axis, the batch
+    /// axis's position in each layer's output).
+    fn infer(&self) -> Result<(Vec<Vec<usize>>, Vec<usize>)> {
         if self.layers.is_empty() {
             bail!("architecture: no layers");
         }
@@ -347,12 +425,22 @@ impl Architecture {
             }
         }
         let mut shapes = Vec::with_capacity(self.layers.len());
+        let mut axes = Vec::with_capacity(self.layers.len());
         let mut cur = self.input_shape.clone();
+        let mut b = 0;
         for (i, spec) in self.layers.iter().enumerate() {
-            cur = layer_output_shape(i, spec, &cur)?;
+            (cur, b) = layer_output_shape(i, spec, &cur, b)?;
             shapes.push(cur.clone());
+            axes.push(b);
         }
-        Ok(shapes)
+        if b != 0 {
+            bail!(
+                "layer {} ({}): the model's output must have the batch axis first (it is axis {b}); add a Permute",
+                self.layers.len() - 1,
+                self.layers[self.layers.len() - 1].type_name()
+            );
+        }
+        Ok((shapes, axes))
     }
 
     /// The model's output shape without the batch axis.

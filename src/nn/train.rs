@@ -140,7 +140,11 @@ pub fn gather_batch<T: Float>(x: &Tensor<f32>, idx: &[usize]) -> Result<Tensor<T
     let per: usize = x.shape()[1..].iter().product();
     let mut data = Vec::with_capacity(idx.len() * per);
     for &i in idx {
-        data.extend(x.data()[i * per..(i + 1) * per].iter().map(|&v| T::from_f32(v)));
+        data.extend(
+            x.data()[i * per..(i + 1) * per]
+                .iter()
+                .map(|&v| T::from_f32(v)),
+        );
     }
     let mut shape = x.shape().to_vec();
     shape[0] = idx.len();
@@ -149,9 +153,18 @@ pub fn gather_batch<T: Float>(x: &Tensor<f32>, idx: &[usize]) -> Result<Tensor<T
 
 /// Held-out accuracy of `model` on `x` ([N, ...], f32) with labels `y`, by batched
 /// inference (no tape). Ties in the logits go to the lowest class.
-pub fn evaluate<T: Float>(model: &Model<T>, x: &Tensor<f32>, y: &[usize], batch: usize) -> Result<f64> {
+pub fn evaluate<T: Float>(
+    model: &Model<T>,
+    x: &Tensor<f32>,
+    y: &[usize],
+    batch: usize,
+) -> Result<f64> {
     let n = x.shape().first().copied().unwrap_or(0);
-    ensure!(n == y.len(), "evaluate: {n} examples but {} labels", y.len());
+    ensure!(
+        n == y.len(),
+        "evaluate: {n} examples but {} labels",
+        y.len()
+    );
     ensure!(n > 0, "evaluate: no examples");
     let mut correct = 0usize;
     let order: Vec<usize> = (0..n).collect();
@@ -198,13 +211,18 @@ pub fn train<T: Float>(
         data.classes,
         data.name
     );
-    if let Some(LayerSpec::Softmax { .. } | LayerSpec::LogSoftmax { .. }) = model.arch.layers.last() {
+    if let Some(LayerSpec::Softmax { .. } | LayerSpec::LogSoftmax { .. }) = model.arch.layers.last()
+    {
         bail!("the model ends with a softmax; training needs logits (cross-entropy applies log-softmax itself)");
     }
     let n = data.train_y.len();
     ensure!(n > 0, "{}: no training examples", data.name);
     if let Some(&bad) = data.train_y.iter().find(|&&c| c >= data.classes) {
-        bail!("{}: label {bad} is not below {} classes", data.name, data.classes);
+        bail!(
+            "{}: label {bad} is not below {} classes",
+            data.name,
+            data.classes
+        );
     }
 
     // Parameters being trained change: drop their loaded bytes so they save as trained.
@@ -302,7 +320,11 @@ fn update<T: Float>(opt: &Optimizer, step: u64, slot: &mut Slot<T>, p: &mut [T],
             momentum,
             weight_decay,
         } => {
-            let (lr, mom, wd) = (T::from_f64(lr), T::from_f64(momentum), T::from_f64(weight_decay));
+            let (lr, mom, wd) = (
+                T::from_f64(lr),
+                T::from_f64(momentum),
+                T::from_f64(weight_decay),
+            );
             for k in 0..p.len() {
                 if skip(k) {
                     continue;
