@@ -224,3 +224,55 @@ proptest! {
         check(&op, &[Rng::new(seed).tensor(&shape, -2.0, 2.0)], seed)?;
     }
 }
+
+/// Tensors large enough for the kernels' parallel and tiled paths (multi-tile im2col,
+/// row-block parallel gemm, parallel elementwise maps and pooling planes): JVP against
+/// finite differences and the dot identity (both cheap at this size).
+#[test]
+fn large_tensors_take_the_parallel_paths() {
+    let mut rng = Rng::new(21);
+    let x = rng.tensor(&[2, 16, 48, 48], -1.0, 1.0);
+    let conv = Conv2d {
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+        groups: 2,
+        bias: true,
+    };
+    let conv_inputs = [
+        x.clone(),
+        rng.tensor(&[16, 8, 3, 3], -0.3, 0.3),
+        rng.tensor(&[16], -1.0, 1.0),
+    ];
+    let pool = MaxPool2d {
+        kernel: [3, 3],
+        stride: [2, 2],
+        padding: [1, 1],
+        dilation: [1, 1],
+        ceil_mode: true,
+    };
+    let avg = AvgPool2d {
+        kernel: [2, 2],
+        stride: [2, 2],
+        padding: [0, 0],
+        ceil_mode: false,
+        count_include_pad: true,
+    };
+    let linear_inputs = [
+        rng.tensor(&[512, 256], -1.0, 1.0),
+        rng.tensor(&[128, 256], -0.1, 0.1),
+        rng.tensor(&[128], -1.0, 1.0),
+    ];
+    let distinct = [rng.distinct(&[2, 16, 48, 48], 1e-3)];
+    let cases: [(&dyn Op<f64>, &[Tensor<f64>]); 5] = [
+        (&conv, &conv_inputs),
+        (&Linear { bias: true }, &linear_inputs),
+        (&mho::ops::Tanh, std::slice::from_ref(&x)),
+        (&pool, &distinct),
+        (&avg, std::slice::from_ref(&x)),
+    ];
+    for (op, inputs) in cases {
+        common::check_jvp_fd(op, inputs, &mut rng).unwrap();
+        check_dot_identity(op, inputs, &mut rng).unwrap();
+    }
+}
