@@ -144,7 +144,7 @@ pub const PRESETS: &[Preset] = &[
         dataset: "fashion-mnist",
         description: "Conv(1→16,3×3)-ReLU-MaxPool(2)-Conv(16→32,3×3)-ReLU-MaxPool(2)-Linear(1568→128)-ReLU-Linear(128→10)",
         config: TrainConfig {
-            epochs: 5,
+            epochs: 6,
             batch_size: 64,
             optimizer: Optimizer::Adam {
                 lr: 1e-3,
