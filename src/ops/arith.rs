@@ -41,20 +41,17 @@ fn binary_jvp<T: Float>(
     check_output(name, y, None, x[0].shape())
 }
 
-/// ta·ca + tb·cb for the given tangents (`None` = zero) of two same-shape inputs.
-fn combine<T: Float>(
-    shape: &[usize],
-    ta: Option<&Tensor<T>>,
-    tb: Option<&Tensor<T>>,
-    ca: T,
-    cb: T,
-) -> Result<Tensor<T>> {
-    match (ta, tb) {
-        (Some(a), Some(b)) => a.zip_map(b, |a, b| ca * a + cb * b),
-        (Some(a), None) => Ok(a.map(|a| ca * a)),
-        (None, Some(b)) => Ok(b.map(|b| cb * b)),
-        (None, None) => Ok(Tensor::zeros(shape)),
+/// c·t for a tangent (`None` = zero) of the given shape.
+fn scaled<T: Float>(shape: &[usize], t: Option<&Tensor<T>>, c: T) -> Result<Tensor<T>> {
+    match t {
+        Some(t) => map_tensor(t, |v| c * v),
+        None => Ok(Tensor::zeros(shape)),
     }
+}
+
+/// c·g for a gradient, when needed.
+fn scaled_grad<T: Float>(g: &Tensor<T>, need: bool, c: T) -> Result<Option<Tensor<T>>> {
+    need.then(|| map_tensor(g, |v| c * v)).transpose()
 }
 
 /// a + b.
@@ -120,7 +117,7 @@ impl<T: Float> Op<T> for Sub {
     ) -> Result<Vec<Option<Tensor<T>>>> {
         binary_vjp("sub", x, y, g, needs)?;
         let da = needs[0].then(|| g.clone());
-        let db = needs[1].then(|| g.map(|g| -g));
+        let db = scaled_grad(g, needs[1], -T::ONE)?;
         Ok(vec![da, db])
     }
 
@@ -129,7 +126,7 @@ impl<T: Float> Op<T> for Sub {
         match (t[0], t[1]) {
             (Some(a), Some(b)) => zip_tensors(a, b, |a, b| a - b),
             (Some(a), None) => Ok(a.clone()),
-            (None, Some(b)) => Ok(b.map(|b| -b)),
+            (None, Some(b)) => scaled(y.shape(), Some(b), -T::ONE),
             (None, None) => Ok(Tensor::zeros(y.shape())),
         }
     }
@@ -304,12 +301,12 @@ impl<T: Float> Op<T> for MulScalar {
     ) -> Result<Vec<Option<Tensor<T>>>> {
         unary_vjp("mul_scalar", x, y, g, needs)?;
         let c = T::from_f64(self.0);
-        Ok(vec![needs[0].then(|| g.map(|g| c * g))])
+        Ok(vec![scaled_grad(g, needs[0], c)?])
     }
 
     fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
         unary_jvp("mul_scalar", x, y, t)?;
-        combine(y.shape(), t[0], None, T::from_f64(self.0), T::ZERO)
+        scaled(y.shape(), t[0], T::from_f64(self.0))
     }
 
     fn linearity(&self) -> Linearity {
@@ -339,12 +336,12 @@ impl<T: Float> Op<T> for Neg {
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
         unary_vjp("neg", x, y, g, needs)?;
-        Ok(vec![needs[0].then(|| g.map(|g| -g))])
+        Ok(vec![scaled_grad(g, needs[0], -T::ONE)?])
     }
 
     fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
         unary_jvp("neg", x, y, t)?;
-        combine(y.shape(), t[0], None, -T::ONE, T::ZERO)
+        scaled(y.shape(), t[0], -T::ONE)
     }
 
     fn linearity(&self) -> Linearity {

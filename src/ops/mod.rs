@@ -18,6 +18,13 @@
 //!   tangent as zero and skips its terms.
 //! - Index-valued arguments (embedding indices, targets, gathered columns) are op fields,
 //!   not inputs: they get no gradient.
+//! - Window ops take explicit parameters: PyTorch's default pooling stride (= kernel) is
+//!   the caller's to fill in. Conv and pool ops also accept unbatched inputs (`[C, H, W]`,
+//!   `[C, L]`) as PyTorch does; `Dropout` is `Identity` (inference only).
+//! - NaN and ±∞ follow IEEE arithmetic (relu keeps NaN, as PyTorch); they are not errors.
+//! - Each op reports its [`crate::tape::Linearity`]: affine (arithmetic with constants,
+//!   reductions, shape ops, linear, conv, average pooling, batch norm, embedding),
+//!   piecewise linear (relu, leaky relu, prelu, max pooling) or smooth (the rest).
 
 pub mod activation;
 pub mod arith;
