@@ -158,7 +158,13 @@ proptest! {
     ) {
         let [kh, sh, ph, dh, h] = rows;
         let [kw, sw, pw, dw, w] = cols;
-        let op = MaxPool2d { kernel: [kh, kw], stride: [sh, sw], padding: [ph, pw], dilation: [dh, dw], ceil_mode };
+        let op = MaxPool2d {
+            kernel: [kh, kw],
+            stride: [sh, sw],
+            padding: [ph, pw],
+            dilation: [dh, dw],
+            ceil_mode,
+        };
         let shape = batched(batch, &[channels, h, w], unbatched);
         let mut rng = Rng::new(seed);
         // Distinct values 0.05 apart: no ties, and finite-difference steps never reorder.
@@ -203,7 +209,13 @@ proptest! {
         let [kh, sh, ph, _, h] = rows;
         let [kw, sw, pw, _, w] = cols;
         let (ph, pw) = (ph.min(kh / 2), pw.min(kw / 2));
-        let op = AvgPool2d { kernel: [kh, kw], stride: [sh, sw], padding: [ph, pw], ceil_mode, count_include_pad };
+        let op = AvgPool2d {
+            kernel: [kh, kw],
+            stride: [sh, sw],
+            padding: [ph, pw],
+            ceil_mode,
+            count_include_pad,
+        };
         let shape = batched(batch, &[channels, h.max(kh), w.max(kw)], unbatched);
         check(&op, &[Rng::new(seed).tensor(&shape, -2.0, 2.0)], seed)?;
     }

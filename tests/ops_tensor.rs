@@ -63,7 +63,14 @@ proptest! {
     }
 
     #[test]
-    fn flatten(shape in shapes(0..5), a: Index, b: Index, neg_start: bool, neg_end: bool, seed: u64) {
+    fn flatten(
+        shape in shapes(0..5),
+        a: Index,
+        b: Index,
+        neg_start: bool,
+        neg_end: bool,
+        seed: u64,
+    ) {
         let rank = shape.len().max(1);
         let (start, end) = {
             let (a, b) = (a.index(rank), b.index(rank));
@@ -84,7 +91,12 @@ proptest! {
     }
 
     #[test]
-    fn concat(shape in shapes(1..4), axis: Index, sizes in prop::collection::vec(0usize..4, 1..4), seed: u64) {
+    fn concat(
+        shape in shapes(1..4),
+        axis: Index,
+        sizes in prop::collection::vec(0usize..4, 1..4),
+        seed: u64,
+    ) {
         let axis = axis.index(shape.len());
         let mut rng = Rng::new(seed);
         let inputs: Vec<Tensor<f64>> = sizes

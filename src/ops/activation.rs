@@ -71,7 +71,11 @@ fn pointwise_jvp<T: Float>(
 /// Implements `Op` for a pointwise op from its name, its [`Linearity`], its function, and
 /// its derivative as a function of the input or of the output (`SlopeFrom`).
 macro_rules! pointwise_op {
-    ($ty:ty, $name:literal, $lin:ident, |$s:ident, $v:ident| $f:expr, $from:ident, |$sd:ident, $a:ident| $d:expr) => {
+    (
+        $ty:ty, $name:literal, $lin:ident,
+        |$s:ident, $v:ident| $f:expr,
+        $from:ident, |$sd:ident, $a:ident| $d:expr
+    ) => {
         impl<T: Float> Op<T> for $ty {
             fn name(&self) -> &'static str {
                 $name

@@ -6,7 +6,7 @@ use crate::tensor::Tensor;
 use crate::{bail, ensure, Result};
 use mho_kernels::Float;
 
-/// loss = (1/N) Σ_n −log_softmax(x)[n, targets[n]] for logits x of shape `[N, K]` — PyTorch's
+/// loss = (1/N) Σ_n −log_softmax(x)`[n, targets[n]]` for logits x of shape `[N, K]` — PyTorch's
 /// `cross_entropy` with `reduction='mean'`. The targets are fixed (no gradient).
 #[derive(Clone, Debug)]
 pub struct CrossEntropy {

@@ -7,7 +7,7 @@ use crate::tensor::Tensor;
 use crate::{bail, ensure, Result};
 use mho_kernels::Float;
 
-/// y[n] = x[n, indices[n]] for x of shape `[N, K]`: picks one output per example (the
+/// `y[n] = x[n, indices[n]]` for x of shape `[N, K]`: picks one output per example (the
 /// attribution target). The indices are fixed (no gradient).
 #[derive(Clone, Debug)]
 pub struct GatherRows {
