@@ -9,12 +9,14 @@
 pub mod attribution;
 pub mod cli;
 pub mod data;
+pub mod experiments;
 mod error;
 pub mod io;
 pub mod nn;
 pub mod ops;
 pub mod tape;
 pub mod tensor;
+pub mod viz;
 
 pub use error::{Error, Result};
 pub use mho_kernels::Float;

@@ -209,7 +209,7 @@ pub fn exact_rows<T: Float>(
     model: &Model<T>,
     x: &Tensor<T>,
     baseline: &Tensor<T>,
-    target: usize,
+    targets: &[usize],
     out_change: &[f64],
     opts: &ExactOptions,
 ) -> Result<ExactRows> {
@@ -340,7 +340,7 @@ pub fn exact_rows<T: Float>(
         model,
         x,
         baseline,
-        target,
+        targets,
         out_change,
         opts,
         segments,
@@ -378,7 +378,7 @@ fn refine_smooth<T: Float>(
     model: &Model<T>,
     x: &Tensor<T>,
     baseline: &Tensor<T>,
-    target: usize,
+    targets: &[usize],
     out_change: &[f64],
     opts: &ExactOptions,
     mut pending: Vec<(usize, f64, f64)>,
@@ -411,7 +411,7 @@ fn refine_smooth<T: Float>(
             adjoints: true,
             chunk_rows: opts.chunk_rows,
         };
-        sweep(model, x, baseline, target, &rows, sweep_opts, |chunk| {
+        sweep(model, x, baseline, targets, &rows, sweep_opts, |chunk| {
             let g = chunk.tape.adjoint(chunk.input).map(|g| g.data().to_vec());
             for (r, row) in chunk.rows.iter().enumerate() {
                 let d = &direction.data()[row.example * u..(row.example + 1) * u];

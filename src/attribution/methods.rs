@@ -147,6 +147,8 @@ pub struct Request {
     pub method: Method,
     /// The target output index.
     pub target: usize,
+    /// Per-example target indices, overriding `target` when `Some` (one per example).
+    pub targets: Option<Vec<usize>>,
     /// The layers (ignored by integrated gradients).
     pub layers: LayerSelection,
     /// Neuron indices (without the batch axis) for neuron conductance.
@@ -171,6 +173,7 @@ impl Request {
         Request {
             method,
             target,
+            targets: None,
             layers: LayerSelection::All,
             neurons: Vec::new(),
             baseline: Baseline::Zeros,
@@ -234,21 +237,33 @@ fn resolve_layers<T: Float>(model: &Model<T>, sel: &LayerSelection) -> Result<Ve
     }
 }
 
-/// F(x)[target] per example, computed without a tape.
-fn target_outputs<T: Float>(model: &Model<T>, x: &Tensor<T>, target: usize) -> Result<Vec<f64>> {
+/// F(x) = output[target of the example] per example, computed without a tape.
+pub fn target_outputs<T: Float>(
+    model: &Model<T>,
+    x: &Tensor<T>,
+    targets: &[usize],
+) -> Result<Vec<f64>> {
     let y = model.forward(x)?;
     let n = x.shape()[0];
+    ensure!(
+        targets.len() == n,
+        "{} targets for {n} examples",
+        targets.len()
+    );
     ensure!(
         y.len() % n.max(1) == 0,
         "model output {:?} does not split into {n} examples",
         y.shape()
     );
     let k = y.len() / n.max(1);
-    ensure!(
-        target < k,
-        "--target: index {target} out of range for {k} outputs"
-    );
-    Ok((0..n).map(|i| y.data()[i * k + target].to_f64()).collect())
+    if let Some(&t) = targets.iter().find(|&&t| t >= k) {
+        bail!("--target: index {t} out of range for {k} outputs");
+    }
+    Ok(targets
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| y.data()[i * k + t].to_f64())
+        .collect())
 }
 
 /// Units per example of a node whose rows are `rows`.
@@ -304,8 +319,12 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
     );
     let n = x.shape()[0];
     let baseline = req.baseline.resolve(x)?;
-    let out_x = target_outputs(model, x, req.target)?;
-    let out_b = target_outputs(model, &baseline, req.target)?;
+    let targets = match &req.targets {
+        Some(t) => t.clone(),
+        None => vec![req.target; n],
+    };
+    let out_x = target_outputs(model, x, &targets)?;
+    let out_b = target_outputs(model, &baseline, &targets)?;
     let layers = match req.method {
         Method::IntegratedGradients => vec![LayerRef {
             name: "input".into(),
@@ -351,7 +370,7 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
             "--conductance-form: the exact rule integrates each linear piece exactly; the difference form does not apply"
         );
         opts.chunk_rows = req.batch_steps.saturating_mul(n);
-        let found = exact_rows(model, x, &baseline, req.target, &out_change, &opts)?;
+        let found = exact_rows(model, x, &baseline, &targets, &out_change, &opts)?;
         evaluations += found.backward_rows;
         pieces = Some(found.pieces);
         found.rows
@@ -391,7 +410,7 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
     // Difference form: per layer and example, the previous node's adjoint and value.
     let mut prev: Vec<Vec<Option<AdjointAndValue<T>>>> = vec![vec![None; n]; layers.len()];
 
-    sweep(model, x, &baseline, req.target, &rows, opts, |chunk| {
+    sweep(model, x, &baseline, &targets, &rows, opts, |chunk| {
         let rows = chunk.rows;
         evaluations += rows.len();
         for (li, l) in layers.iter().enumerate() {

@@ -5,7 +5,7 @@
 //! give every example the same nodes (laid out step-major); the exact rule gives each
 //! example its own. The input is a variable whose tangent is x − x' (so every node's
 //! tangent is d node / dα), weights are constants (no weight gradients), and one backward
-//! pass from F = Σ_rows output[row, target] leaves ∂F/∂y on every node. The visitor reads
+//! pass from F = Σ_rows output[row, target of the row's example] leaves ∂F/∂y on every node. The visitor reads
 //! values, adjoints and tangents of every layer off the tape; then the tape is cleared and
 //! reused for the next chunk, so memory is bounded by the chunk size, not the step count.
 
@@ -115,12 +115,18 @@ pub fn sweep<T: Float>(
     model: &Model<T>,
     x: &Tensor<T>,
     baseline: &Tensor<T>,
-    target: usize,
+    targets: &[usize],
     rows: &[PathRow],
     opts: SweepOptions,
     mut visit: impl FnMut(Chunk<'_, T>) -> Result<()>,
 ) -> Result<()> {
     ensure!(opts.chunk_rows >= 1, "--batch-steps: must be at least 1");
+    ensure!(
+        targets.len() == x.shape()[0],
+        "sweep: {} targets for {} examples",
+        targets.len(),
+        x.shape()[0]
+    );
     let direction = x.zip_map(baseline, |a, b| a - b)?;
     let mut tape = Tape::new();
     for chunk_rows in rows.chunks(opts.chunk_rows) {
@@ -132,12 +138,8 @@ pub fn sweep<T: Float>(
         let layers = model.record(&mut tape, input, false)?.layer_outputs;
         if opts.adjoints {
             let out = *layers.last().unwrap_or(&input);
-            let picked = tape.apply(
-                GatherRows {
-                    indices: vec![target; chunk_rows.len()],
-                },
-                &[out],
-            )?;
+            let indices = chunk_rows.iter().map(|r| targets[r.example]).collect();
+            let picked = tape.apply(GatherRows { indices }, &[out])?;
             tape.backward(picked, Tensor::full(&[chunk_rows.len()], T::ONE))?;
         }
         visit(Chunk {

@@ -4,6 +4,7 @@
 
 pub mod attribute;
 pub mod eval;
+pub mod experiment;
 pub mod predict;
 pub mod train;
 
@@ -34,6 +35,10 @@ pub enum Command {
     /// Attribute a model's output to its inputs and hidden units (integrated gradients,
     /// conductance of every layer, …) as JSON.
     Attribute(attribute::AttributeArgs),
+    /// Ablate each filter of a layer and compare the methods' rankings with the effects.
+    Ablate(experiment::AblateArgs),
+    /// Feature selection: rank filters by each method, train on the top k, report accuracy.
+    Select(experiment::SelectArgs),
 }
 
 /// Runs one parsed command.
@@ -43,6 +48,8 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Attribute(a) => attribute::run(a),
+        Command::Ablate(a) => experiment::run_ablate(a),
+        Command::Select(a) => experiment::run_select(a),
     }
 }
 
