@@ -288,3 +288,65 @@ fn large_tensors_take_the_parallel_paths() {
         check_dot_identity(op, inputs, &mut rng).unwrap();
     }
 }
+
+/// `op` in f32 (sgemm, f32 kernels) agrees with f64 to f32 precision: forward, VJP, JVP.
+fn f32_agrees<O: Op<f64> + Op<f32>>(op: &O, inputs: &[Tensor<f64>], rng: &mut Rng) {
+    let name = Op::<f64>::name(op);
+    let x64: Vec<&Tensor<f64>> = inputs.iter().collect();
+    let owned32: Vec<Tensor<f32>> = inputs.iter().map(Tensor::cast).collect();
+    let x32: Vec<&Tensor<f32>> = owned32.iter().collect();
+    let y64 = op.forward(&x64).unwrap();
+    let y32 = op.forward(&x32).unwrap();
+    common::assert_close(name, &y32.cast(), &y64, 1e-5);
+    let g64 = rng.like(&y64);
+    let needs = vec![true; inputs.len()];
+    let d64 = op.vjp(&x64, &y64, &g64, &needs).unwrap();
+    let d32 = op.vjp(&x32, &y32, &g64.cast(), &needs).unwrap();
+    for (a, b) in d32.iter().zip(&d64) {
+        common::assert_close(name, &a.as_ref().unwrap().cast(), b.as_ref().unwrap(), 1e-5);
+    }
+    let t64: Vec<Option<&Tensor<f64>>> = x64.iter().map(|&x| Some(x)).collect();
+    let t32: Vec<Option<&Tensor<f32>>> = x32.iter().map(|&x| Some(x)).collect();
+    let j64 = op.jvp(&x64, &y64, &t64).unwrap();
+    common::assert_close(name, &op.jvp(&x32, &y32, &t32).unwrap().cast(), &j64, 1e-5);
+}
+
+#[test]
+fn f32_agrees_with_f64() {
+    let mut rng = Rng::new(31);
+    let conv = Conv2d {
+        stride: [2, 1],
+        padding: [1, 1],
+        dilation: [1, 2],
+        groups: 2,
+        bias: true,
+    };
+    let inputs = [
+        rng.tensor(&[2, 4, 7, 6], -1.0, 1.0),
+        rng.tensor(&[6, 2, 3, 2], -1.0, 1.0),
+        rng.tensor(&[6], -1.0, 1.0),
+    ];
+    f32_agrees(&conv, &inputs, &mut rng);
+    let inputs = [
+        rng.tensor(&[5, 7], -1.0, 1.0),
+        rng.tensor(&[3, 7], -1.0, 1.0),
+        rng.tensor(&[3], -1.0, 1.0),
+    ];
+    f32_agrees(&Linear { bias: true }, &inputs, &mut rng);
+    let pool = MaxPool2d {
+        kernel: [2, 2],
+        stride: [2, 2],
+        padding: [0, 0],
+        dilation: [1, 1],
+        ceil_mode: true,
+    };
+    f32_agrees(&pool, &[rng.distinct(&[2, 3, 5, 5], 0.01)], &mut rng);
+    let avg = AvgPool2d {
+        kernel: [3, 3],
+        stride: [2, 2],
+        padding: [1, 1],
+        ceil_mode: true,
+        count_include_pad: false,
+    };
+    f32_agrees(&avg, &[rng.tensor(&[2, 3, 5, 5], -1.0, 1.0)], &mut rng);
+}
