@@ -1,8 +1,10 @@
 //! General matrix multiply: C ← α·op(A)·op(B) + β·C on row-major slices.
 //!
-//! The fast version hands blocks of C's rows to rayon threads, each of which calls
-//! matrixmultiply's single-threaded sgemm/dgemm (its `threading` feature stays off, so
-//! there is exactly one level of parallelism). Small problems run on the calling thread.
+//! The fast version hands blocks of C's rows (or, when C has few rows, of its
+//! columns) to rayon threads, each of which calls matrixmultiply's single-threaded
+//! sgemm/dgemm (its `threading` feature stays off, so there is exactly one level of
+//! parallelism). Small problems run on the calling thread. Every element of C is
+//! computed by the same arithmetic whichever way the work is split.
 
 use std::ops::Range;
 
@@ -14,9 +16,9 @@ use crate::{Float, KernelError};
 /// Problems with fewer multiply-adds than this run on the calling thread.
 const PARALLEL_MIN_MULADDS: usize = 1 << 18;
 
-/// Row blocks handed to threads hold a multiple of this many rows (the tallest
-/// matrixmultiply microkernel, AVX-512 sgemm, is 16 rows high).
-const ROW_BLOCK_ALIGN: usize = 16;
+/// Blocks of C handed to threads have a multiple of this many rows (or columns): the
+/// largest matrixmultiply microkernel, AVX-512 sgemm, is 16×16.
+const BLOCK_ALIGN: usize = 16;
 
 /// C (m×n, row-major, contiguous) ← alpha·op(A)·op(B) + beta·C.
 ///
@@ -24,7 +26,7 @@ const ROW_BLOCK_ALIGN: usize = 16;
 /// Likewise op(B) is k×n: B is stored k×n, or n×k when `trans_b`. When `beta` is zero,
 /// C is only written, never read (NaNs already in C do not propagate).
 ///
-/// Large problems split C into row blocks computed on rayon's threads.
+/// Large problems split C into row (or column) blocks computed on rayon's threads.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm<T: Float>(
     m: usize,
@@ -41,8 +43,8 @@ pub fn gemm<T: Float>(
     gemm_threaded(true, m, k, n, alpha, a, trans_a, b, trans_b, beta, c)
 }
 
-/// [`gemm`], with row-block parallelism only when `allow_parallel` (callers that are
-/// already running on every thread pass `false`).
+/// [`gemm`], splitting the work over rayon's threads only when `allow_parallel`
+/// (callers that already run on every thread pass `false`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_threaded<T: Float>(
     allow_parallel: bool,
@@ -58,32 +60,88 @@ pub(crate) fn gemm_threaded<T: Float>(
     c: &mut [T],
 ) -> Result<(), KernelError> {
     check_gemm_args("gemm", m, k, n, a.len(), trans_a, b.len(), trans_b, c.len())?;
-    let blocks = if allow_parallel {
-        parallel_row_blocks(m, k, n)
-    } else {
-        1
+    let ops = Operands {
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        trans_a,
+        b,
+        trans_b,
+        beta,
     };
-    if blocks <= 1 {
-        return gemm_rows(0..m, m, k, n, alpha, a, trans_a, b, trans_b, beta, c);
+    match Split::plan(allow_parallel, m, k, n) {
+        Split::Inline => ops.block(0..m, 0..n, c),
+        Split::Rows(rows_per_block) => c
+            .par_chunks_mut(rows_per_block * n)
+            .enumerate()
+            .try_for_each(|(block, c_block)| {
+                let first = block * rows_per_block;
+                ops.block(first..first + c_block.len() / n, 0..n, c_block)
+            }),
+        Split::Cols(cols_per_block) => {
+            // Column blocks of C are strided, so each thread computes its block into a
+            // contiguous buffer (copying C in first when beta reads it), and the
+            // blocks are copied back afterwards: O(m·n) extra work against O(m·n·k).
+            let blocks: Vec<Range<usize>> = (0..n)
+                .step_by(cols_per_block)
+                .map(|j| j..(j + cols_per_block).min(n))
+                .collect();
+            let c_in: &[T] = c;
+            let computed = blocks
+                .par_iter()
+                .map(|cols| {
+                    let mut block = vec![T::ZERO; m * cols.len()];
+                    if beta != T::ZERO {
+                        for (dst, src) in
+                            block.chunks_exact_mut(cols.len()).zip(c_in.chunks_exact(n))
+                        {
+                            dst.copy_from_slice(&src[cols.clone()]);
+                        }
+                    }
+                    ops.block(0..m, cols.clone(), &mut block).map(|()| block)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for (cols, block) in blocks.iter().zip(&computed) {
+                for (dst, src) in c.chunks_exact_mut(n).zip(block.chunks_exact(cols.len())) {
+                    dst[cols.clone()].copy_from_slice(src);
+                }
+            }
+            Ok(())
+        }
     }
-    let rows_per_block = m.div_ceil(blocks).next_multiple_of(ROW_BLOCK_ALIGN);
-    c.par_chunks_mut(rows_per_block * n)
-        .enumerate()
-        .try_for_each(|(block, c_block)| {
-            let first_row = block * rows_per_block;
-            let rows = first_row..first_row + c_block.len() / n;
-            gemm_rows(rows, m, k, n, alpha, a, trans_a, b, trans_b, beta, c_block)
-        })
 }
 
-/// How many row blocks to split an m×k×n product into (1 = run inline).
-fn parallel_row_blocks(m: usize, k: usize, n: usize) -> usize {
-    let threads = threads();
-    let muladds = m.saturating_mul(k).saturating_mul(n);
-    if threads < 2 || muladds < PARALLEL_MIN_MULADDS {
-        return 1;
+/// How a gemm call is spread over threads.
+enum Split {
+    /// On the calling thread.
+    Inline,
+    /// Row blocks of C of this many rows (the last may be shorter).
+    Rows(usize),
+    /// Column blocks of C of this many columns (when C has too few rows to split).
+    Cols(usize),
+}
+
+impl Split {
+    fn plan(allow_parallel: bool, m: usize, k: usize, n: usize) -> Self {
+        let threads = threads();
+        let muladds = m.saturating_mul(k).saturating_mul(n);
+        if !allow_parallel || threads < 2 || muladds < PARALLEL_MIN_MULADDS {
+            return Split::Inline;
+        }
+        let block_len = |len: usize| {
+            len.div_ceil(threads.min(len / BLOCK_ALIGN))
+                .next_multiple_of(BLOCK_ALIGN)
+        };
+        if m >= 2 * BLOCK_ALIGN {
+            Split::Rows(block_len(m))
+        } else if n >= 2 * BLOCK_ALIGN {
+            Split::Cols(block_len(n))
+        } else {
+            Split::Inline
+        }
     }
-    threads.min(m / ROW_BLOCK_ALIGN).max(1)
 }
 
 /// Checks the three slice lengths of a gemm call against m, k, n.
@@ -106,80 +164,104 @@ fn check_gemm_args(
     check_len(kernel, "C", c_len, &[m, n])
 }
 
-/// Computes the rows `rows` of C (passed as `c_rows`, `rows.len()`×n) on this thread.
-#[allow(clippy::too_many_arguments)]
-fn gemm_rows<T: Float>(
-    rows: Range<usize>,
+/// The inputs of one gemm call: C ← alpha·op(A)·op(B) + beta·C with op(A) m×k and
+/// op(B) k×n.
+#[derive(Clone, Copy)]
+struct Operands<'a, T> {
     m: usize,
     k: usize,
     n: usize,
     alpha: T,
-    a: &[T],
+    a: &'a [T],
     trans_a: bool,
-    b: &[T],
+    b: &'a [T],
     trans_b: bool,
     beta: T,
-    c_rows: &mut [T],
-) -> Result<(), KernelError> {
-    // Re-checked here (cheaply) so that the unsafe call below relies on nothing but
-    // this function's own checks.
-    let a_dims = if trans_a { [k, m] } else { [m, k] };
-    let b_dims = if trans_b { [n, k] } else { [k, n] };
-    check_len("gemm", "A", a.len(), &a_dims)?;
-    check_len("gemm", "B", b.len(), &b_dims)?;
-    if rows.start > rows.end || rows.end > m {
-        return Err(crate::kernel_err!(
-            "gemm: row block {rows:?} outside 0..{m}"
-        ));
-    }
-    check_len("gemm", "C row block", c_rows.len(), &[rows.len(), n])?;
-    if rows.is_empty() || n == 0 {
-        return Ok(());
-    }
-    if k == 0 {
-        scale_by_beta(beta, c_rows);
-        return Ok(());
-    }
-    // Strides of op(A) and op(B) as stored; all of m, k, n are at most a slice length
-    // here (k, m ≤ a.len() and n ≤ b.len() because k ≥ 1 and rows ≥ 1), and slice
-    // lengths never exceed isize::MAX, so the casts are lossless.
-    let (a_block, rsa, csa) = if trans_a {
-        (&a[rows.start..], 1, m as isize)
-    } else {
-        (&a[rows.start * k..], k as isize, 1)
-    };
-    let (rsb, csb) = if trans_b {
-        (1, k as isize)
-    } else {
-        (n as isize, 1)
-    };
-    // SAFETY: the elements matrixmultiply addresses are, for i < rows.len(), p < k, j < n:
-    // - op(A)[i][p]: non-transposed at (rows.start + i)·k + p ≤ rows.end·k − 1 ≤ m·k − 1;
-    //   transposed at rows.start + i + p·m ≤ (m − 1) + (k − 1)·m = m·k − 1. Offsets are
-    //   taken from `a_block`, which starts at rows.start·k (resp. rows.start) of `a`,
-    //   and a.len() == m·k was checked above, so every address lies inside `a`.
-    // - op(B)[p][j]: p·n + j ≤ k·n − 1, or j·k + p ≤ n·k − 1, and b.len() == k·n.
-    // - C[i][j]: i·n + j ≤ rows.len()·n − 1 and c_rows.len() == rows.len()·n.
-    // `c_rows` is a unique borrow, so it cannot alias `a` or `b`.
-    unsafe {
-        T::gemm_raw(
-            rows.len(),
+}
+
+impl<T: Float> Operands<'_, T> {
+    /// Computes the block `rows` × `cols` of C on this thread; `c_block` holds that
+    /// block, contiguous and row-major (`rows.len()` × `cols.len()`).
+    fn block(
+        &self,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        c_block: &mut [T],
+    ) -> Result<(), KernelError> {
+        let Self {
+            m,
             k,
             n,
             alpha,
-            a_block.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
+            a,
+            trans_a,
+            b,
+            trans_b,
             beta,
-            c_rows.as_mut_ptr(),
-            n as isize,
-            1,
-        );
+        } = *self;
+        // Re-checked here (cheaply) so that the unsafe call below relies on nothing but
+        // this function's own checks.
+        let a_dims = if trans_a { [k, m] } else { [m, k] };
+        let b_dims = if trans_b { [n, k] } else { [k, n] };
+        check_len("gemm", "A", a.len(), &a_dims)?;
+        check_len("gemm", "B", b.len(), &b_dims)?;
+        if rows.start > rows.end || rows.end > m || cols.start > cols.end || cols.end > n {
+            return Err(crate::kernel_err!(
+                "gemm: block {rows:?} x {cols:?} outside {m}x{n}"
+            ));
+        }
+        check_len("gemm", "C block", c_block.len(), &[rows.len(), cols.len()])?;
+        if rows.is_empty() || cols.is_empty() {
+            return Ok(());
+        }
+        if k == 0 {
+            scale_by_beta(beta, c_block);
+            return Ok(());
+        }
+        // Strides of op(A) and op(B) as stored. Here k ≥ 1 and the blocks are not
+        // empty, so m, k ≤ a.len() and n ≤ b.len(); slice lengths never exceed
+        // isize::MAX, so the casts are lossless.
+        let (a_block, rsa, csa) = if trans_a {
+            (&a[rows.start..], 1, m as isize)
+        } else {
+            (&a[rows.start * k..], k as isize, 1)
+        };
+        let (b_block, rsb, csb) = if trans_b {
+            (&b[cols.start * k..], 1, k as isize)
+        } else {
+            (&b[cols.start..], n as isize, 1)
+        };
+        // SAFETY: for i < rows.len(), p < k, j < cols.len(), matrixmultiply reads
+        // - op(A)[i][p] at (rows.start + i)·k + p ≤ rows.end·k − 1 ≤ m·k − 1, or
+        //   transposed at rows.start + i + p·m ≤ (m − 1) + (k − 1)·m = m·k − 1;
+        // - op(B)[p][j] at p·n + cols.start + j ≤ (k − 1)·n + n − 1 = k·n − 1, or
+        //   transposed at (cols.start + j)·k + p ≤ (n − 1)·k + k − 1 = n·k − 1;
+        // (offsets counted from the start of `a` and `b`; `a_block` and `b_block` start
+        // exactly at the first offsets), and a.len() == m·k, b.len() == k·n were checked
+        // above, so every read lies inside `a` and `b`;
+        // - C[i][j] at i·cols.len() + j ≤ rows.len()·cols.len() − 1, and that is
+        //   c_block.len(), checked above.
+        // `c_block` is a unique borrow, so it cannot alias `a` or `b`.
+        unsafe {
+            T::gemm_raw(
+                rows.len(),
+                k,
+                cols.len(),
+                alpha,
+                a_block.as_ptr(),
+                rsa,
+                csa,
+                b_block.as_ptr(),
+                rsb,
+                csb,
+                beta,
+                c_block.as_mut_ptr(),
+                cols.len() as isize,
+                1,
+            );
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// C ← β·C, with β = 0 writing zeros (so NaNs in C do not survive).

@@ -59,11 +59,18 @@ proptest! {
     }
 }
 
-/// Sizes large enough to take the parallel row-block path, every transpose combination,
-/// with row counts that do not divide evenly into blocks.
+/// Sizes large enough to run in parallel: row blocks (m ≥ 32) and column blocks (few
+/// rows), every transpose combination, sizes that do not divide evenly into blocks.
 #[test]
-fn parallel_row_blocks_match_reference() {
-    for (m, k, n) in [(131, 67, 71), (64, 64, 64), (200, 40, 33)] {
+fn parallel_blocks_match_reference() {
+    for (m, k, n) in [
+        (131, 67, 71),
+        (64, 64, 64),
+        (200, 40, 33),
+        (1, 300, 1000),
+        (5, 64, 1001),
+        (17, 128, 333),
+    ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let (fast, slow) = with_threads(3, || both(m, k, n, 0.75, ta, tb, -1.0, 7));
             check_close("parallel gemm", &fast, &slow, 1e-12).unwrap();
