@@ -203,6 +203,14 @@ fn lines_clip_without_panicking() {
     c.draw_line(i64::MIN, i64::MIN, i64::MAX, i64::MAX, k);
     c.draw_line(i64::MAX, 0, i64::MAX, 100, k);
     c.draw_thick_line(-50, -50, 50, 50, k, 3);
+    c.draw_dashed_line(i64::MIN, i64::MIN, i64::MAX, i64::MAX, k, 3, 2);
+    c.draw_dashed_line(i64::MAX, 3, i64::MIN, 3, k, 0, usize::MAX);
+    c.draw_line_aa(-1e300, 3.0, 1e300, 4.0, k, 3.0);
+    c.draw_line_aa(f64::NAN, 3.0, 1.0, 4.0, k, 3.0);
+    c.draw_line_aa(5.0, 5.0, 5.0, 5.0, k, f64::INFINITY);
+    c.fill_circle_aa(3.0, 3.0, 1e300, k);
+    c.fill_circle_aa(3.0, 3.0, f64::NAN, k);
+    c.fill_rect(0, 8, 20, 1, WHITE);
     c.draw_dashed_line(0, 8, 19, 8, k, 3, 2);
     assert_eq!(c.get(0, 8), Some(k));
     assert_eq!(c.get(3, 8), Some(WHITE));
@@ -431,4 +439,80 @@ fn bar_chart_renders() {
     }
     sample(&c, "bars.png");
     assert!(viz::BarChart::new("x", &[]).render(300, 200).is_err());
+}
+
+#[test]
+fn awkward_ranges_render() {
+    let narrow = LinePlot::new("narrow log range")
+        .log_x(true)
+        .log_y(true)
+        .series("a", &[(2.0, 3.0), (5.0, 7.0), (20.0, 40.0)]);
+    sample(&narrow.render(400, 300).unwrap(), "narrow_log.png");
+    let tiny = LinePlot::new("tiny linear values")
+        .x_label("x")
+        .y_label("y")
+        .series("a", &[(-3e-5, 1.5e-7), (0.0, -2e-7), (4e-5, 3e-7)])
+        .series("b", &[(-1e-5, 2e5 * 1e-12), (1e-5, 0.0)]);
+    sample(&tiny.render(500, 300).unwrap(), "tiny_linear.png");
+    let huge = LinePlot::new("300 decades")
+        .log_y(true)
+        .series("a", &[(0.0, 1e-300), (1.0, 1.0), (2.0, 1e300)])
+        .series("b", &[(100000.0, 1e5), (250000.0, 1e-5)]);
+    sample(&huge.render(500, 300).unwrap(), "huge_log.png");
+    let mut many = LinePlot::new("many series with long names").log_x(true);
+    for i in 0..12 {
+        let pts: Vec<(f64, f64)> = (0..6)
+            .map(|k| (10f64.powi(k), i as f64 + (k as f64).sin()))
+            .collect();
+        many.add_series(format!("series number {i} with a long name indeed"), &pts);
+    }
+    sample(&many.render(700, 400).unwrap(), "many_series.png");
+}
+
+fn special_f64() -> impl proptest::strategy::Strategy<Value = f64> {
+    use proptest::prelude::*;
+    prop_oneof![
+        -1e6f64..1e6,
+        1e-12f64..1e-3,
+        Just(0.0),
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(f64::MAX),
+        Just(f64::MIN_POSITIVE),
+        Just(-f64::MAX),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn plots_never_panic(
+        series in proptest::collection::vec(
+            proptest::collection::vec((special_f64(), special_f64()), 0..12), 0..5),
+        refs in proptest::collection::vec(special_f64(), 0..3),
+        log_x: bool,
+        log_y: bool,
+        width in 0usize..900,
+        height in 0usize..600,
+    ) {
+        let mut p = LinePlot::new("fuzz").x_label("x").y_label("y").log_x(log_x).log_y(log_y);
+        for (i, pts) in series.iter().enumerate() {
+            p.add_series(format!("s{i}"), pts);
+        }
+        for &r in &refs {
+            p.add_hline(r, "ref");
+        }
+        if let Ok(c) = p.render(width, height) {
+            proptest::prop_assert_eq!((c.width, c.height), (width, height));
+            proptest::prop_assert_eq!(c.pixels.len(), width * height);
+        }
+        let values: Vec<f64> = series.iter().flatten().map(|p| p.0).collect();
+        if !values.is_empty() {
+            let c = viz::heatmap_png(&values, 1, values.len(), 2).unwrap();
+            proptest::prop_assert_eq!(c.width, values.len() * 2);
+            viz::with_colorbar(&c, viz::max_abs(&values)).unwrap();
+        }
+    }
 }

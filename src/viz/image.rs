@@ -210,11 +210,15 @@ impl Canvas {
         dash: usize,
         gap: usize,
     ) {
-        let period = dash.max(1) + gap;
+        let period = dash.max(1).saturating_add(gap);
         // Count from the original start so clipping does not shift the pattern.
         let pts = self.line_points(x0, y0, x1, y1);
         for (x, y) in pts {
-            let k = (x - x0).unsigned_abs().max((y - y0).unsigned_abs()) as usize;
+            let k = x
+                .saturating_sub(x0)
+                .unsigned_abs()
+                .max(y.saturating_sub(y0).unsigned_abs());
+            let k = usize::try_from(k).unwrap_or(usize::MAX);
             if k % period < dash.max(1) {
                 self.set(x, y, color);
             }

@@ -549,12 +549,10 @@ impl Axis {
             if !(last - first).is_finite() || last - first > 50.0 {
                 continue;
             }
-            let major: Vec<(f64, String)> = (first as i64..=last as i64)
-                .map(|k| {
-                    let v = k as f64 * step;
-                    (v, fmt_tick(v, step))
-                })
+            let ticks: Vec<f64> = (first as i64..=last as i64)
+                .map(|k| k as f64 * step)
                 .collect();
+            let major = fmt_ticks(&ticks, step);
             let px_per_step = step / (hi - lo) * len as f64;
             let room = major.iter().map(|(_, l)| label_room(l)).max().unwrap_or(0);
             let axis = Axis {
@@ -608,13 +606,23 @@ impl Axis {
             .map(|&d| label_room(&label(d)))
             .max()
             .unwrap_or(0) as f64;
-        let every = ((room / px_per_decade).ceil() as i64).max(1);
+        // Label every `every`-th decade, `every` a nice number; unlabelled ticks at
+        // multiples of `sub` decades where they are at least 5 pixels apart.
+        let nice_step = |need: f64| {
+            NICE_DECADES
+                .iter()
+                .copied()
+                .find(|&k| k as f64 >= need)
+                .unwrap_or(1000)
+        };
+        let every = nice_step(room / px_per_decade);
+        let sub = nice_step(5.0 / px_per_decade);
         let mut major = Vec::new();
         let mut minor = Vec::new();
         for &d in &decades {
             if d.rem_euclid(every) == 0 {
                 major.push((d as f64, label(d)));
-            } else {
+            } else if d.rem_euclid(sub) == 0 {
                 minor.push(d as f64);
             }
         }
@@ -639,6 +647,9 @@ impl Axis {
     }
 }
 
+/// Nice numbers of decades between labelled ticks of a log axis.
+const NICE_DECADES: [i64; 13] = [1, 2, 3, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000];
+
 /// Heckbert's "nice number": 1, 2, 2.5 or 5 times a power of ten, close to `x`.
 fn nice_num(x: f64) -> f64 {
     if x.is_nan() || x <= 0.0 || !x.is_finite() {
@@ -660,22 +671,37 @@ fn nice_num(x: f64) -> f64 {
     n * 10f64.powf(e)
 }
 
-/// A linear tick label: just enough decimals for the tick step, scientific for very
-/// large or small numbers.
-fn fmt_tick(v: f64, step: f64) -> String {
-    if v.abs() < step * 1e-6 {
-        return "0".into();
-    }
+/// Linear tick labels in one style for the whole axis: just enough decimals for the
+/// tick step, or scientific notation (with one mantissa precision) when the largest
+/// tick is at least 1e5 or below 1e-3.
+fn fmt_ticks(ticks: &[f64], step: f64) -> Vec<(f64, String)> {
     let step_exp = step.log10().floor() as i64;
     // 2.5 needs one more digit than its power of ten.
     let extra = i64::from((step / 10f64.powi(step_exp as i32) - 2.5).abs() < 1e-9);
-    if v.abs() >= 1e5 || v.abs() < 1e-3 {
-        let digits = (v.abs().log10().floor() as i64 - step_exp + extra).clamp(0, 15) as usize;
-        let s = format!("{v:.digits$e}");
-        return s;
-    }
+    let is_zero = |v: f64| v.abs() < step * 1e-6;
+    let biggest = ticks.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let sci = !(1e-3..1e5).contains(&biggest);
+    let digits = ticks
+        .iter()
+        .filter(|v| !is_zero(**v))
+        .map(|v| v.abs().log10().floor() as i64 - step_exp + extra)
+        .max()
+        .unwrap_or(0)
+        .clamp(0, 15) as usize;
     let decimals = (-step_exp + extra).clamp(0, 15) as usize;
-    format!("{v:.decimals$}")
+    ticks
+        .iter()
+        .map(|&v| {
+            let label = if is_zero(v) {
+                "0".to_string()
+            } else if sci {
+                format!("{v:.digits$e}")
+            } else {
+                format!("{v:.decimals$}")
+            };
+            (v, label)
+        })
+        .collect()
 }
 
 /// One legend line.
