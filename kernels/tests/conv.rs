@@ -135,6 +135,25 @@ proptest! {
         }
     }
 
+    /// "Same" convolutions (stride 1, output as wide as the input) take the
+    /// contiguous im2col/col2im path.
+    #[test]
+    fn same_padding_convs_match_reference(
+        batch in 1usize..=2, groups in 1usize..=2, cin_g in 1usize..=3, cout_g in 1usize..=3,
+        h in 1usize..=9, w in 1usize..=9,
+        kh in prop::sample::select(vec![1usize, 3, 5]), kw in prop::sample::select(vec![1usize, 3, 5]),
+        dh in 1usize..=2, dw in 1usize..=2, seed: u64,
+    ) {
+        let padding = [dh * (kh - 1) / 2, dw * (kw - 1) / 2];
+        let g = Conv2dGeometry::new(
+            batch, groups * cin_g, [h, w], groups * cout_g, [kh, kw], [1, 1], padding, [dh, dw], groups,
+        )
+        .unwrap();
+        prop_assert_eq!((g.out_h, g.out_w), (h, w));
+        check_against_reference(&g, seed)?;
+        check_adjoints(&g, seed)?;
+    }
+
     #[test]
     fn adjoint_identities((g, seed) in conv_case()) {
         check_adjoints(&g, seed)?;

@@ -59,6 +59,14 @@ impl TapWindow {
     }
 }
 
+/// Whether a tap's input rows are consecutive and as wide as the output rows (stride 1
+/// and OW = W, e.g. "same" padding): then a tap's whole column-matrix row is one
+/// shifted copy of the input plane, except for the columns that wrap around a row
+/// edge.
+fn rows_are_contiguous(g: &Conv2dGeometry) -> bool {
+    g.stride == [1, 1] && g.out_w == g.in_w
+}
+
 /// Fills `col` ((C_in/groups)·kh·kw rows × `out_rows.len()`·OW columns) with the
 /// columns of output rows `out_rows`, from one group's input channels `x_group`
 /// ((C_in/groups) planes of H·W).
@@ -68,85 +76,192 @@ pub(super) fn im2col<T: Float>(
     out_rows: Range<usize>,
     col: &mut [T],
 ) {
-    if out_rows.is_empty() || g.out_w == 0 {
+    if out_rows.is_empty() || g.out_w == 0 || g.in_w == 0 {
         return;
     }
-    let [sh, sw] = g.stride;
-    let in_plane = g.in_h * g.in_w;
+    let contiguous = rows_are_contiguous(g);
     let mut col_rows = col.chunks_exact_mut(out_rows.len() * g.out_w);
-    for plane in x_group.chunks_exact(in_plane) {
+    for plane in x_group.chunks_exact(g.in_h * g.in_w) {
         for ki in 0..g.kernel_h {
             for kj in 0..g.kernel_w {
                 let Some(col_row) = col_rows.next() else {
                     return;
                 };
                 let tap = TapWindow::new(g, ki, kj);
-                let valid_cols = tap.cols.len();
-                for (oh, out_row) in out_rows.clone().zip(col_row.chunks_exact_mut(g.out_w)) {
-                    if !tap.rows.contains(&oh) || tap.cols.is_empty() {
-                        out_row.fill(T::ZERO);
-                        continue;
-                    }
-                    let ih = tap.first_in_row + (oh - tap.rows.start) * sh;
-                    let in_row = &plane[ih * g.in_w..(ih + 1) * g.in_w];
-                    out_row[..tap.cols.start].fill(T::ZERO);
-                    out_row[tap.cols.end..].fill(T::ZERO);
-                    let dst = &mut out_row[tap.cols.clone()];
-                    let src = &in_row[tap.first_in_col..];
-                    if sw == 1 {
-                        dst.copy_from_slice(&src[..valid_cols]);
-                    } else {
-                        for (d, s) in dst.iter_mut().zip(src.iter().step_by(sw)) {
-                            *d = *s;
-                        }
-                    }
+                if contiguous {
+                    gather_contiguous(g, plane, &tap, out_rows.clone(), col_row);
+                } else {
+                    gather_rows(g, plane, &tap, out_rows.clone(), col_row);
                 }
             }
         }
     }
 }
 
+/// One tap's column-matrix row (output rows `out_rows`), output row by output row.
+fn gather_rows<T: Float>(
+    g: &Conv2dGeometry,
+    plane: &[T],
+    tap: &TapWindow,
+    out_rows: Range<usize>,
+    col_row: &mut [T],
+) {
+    let [sh, sw] = g.stride;
+    for (oh, out_row) in out_rows.zip(col_row.chunks_exact_mut(g.out_w)) {
+        if !tap.rows.contains(&oh) || tap.cols.is_empty() {
+            out_row.fill(T::ZERO);
+            continue;
+        }
+        let ih = tap.first_in_row + (oh - tap.rows.start) * sh;
+        let src = &plane[ih * g.in_w..(ih + 1) * g.in_w][tap.first_in_col..];
+        out_row[..tap.cols.start].fill(T::ZERO);
+        out_row[tap.cols.end..].fill(T::ZERO);
+        let dst = &mut out_row[tap.cols.clone()];
+        if sw == 1 {
+            let len = dst.len();
+            dst.copy_from_slice(&src[..len]);
+        } else {
+            for (d, s) in dst.iter_mut().zip(src.iter().step_by(sw)) {
+                *d = *s;
+            }
+        }
+    }
+}
+
+/// The part of a tap's column-matrix row (output rows `out_rows`) that one contiguous
+/// copy fills when [`rows_are_contiguous`]: positions `dst` of the row read input
+/// positions `dst + shift` of the plane.
+struct ContiguousRun {
+    /// Output rows (relative to `out_rows.start`) whose tap lies in the input.
+    rows: Range<usize>,
+    /// Column-row positions from the first to the last valid tap.
+    dst: Range<usize>,
+    /// Plane position of `dst.start`.
+    src_start: usize,
+}
+
+impl ContiguousRun {
+    /// The run of a tap, or `None` when no output row or column of it reads input.
+    fn new(g: &Conv2dGeometry, tap: &TapWindow, out_rows: &Range<usize>) -> Option<Self> {
+        let valid = tap.rows.start.max(out_rows.start)..tap.rows.end.min(out_rows.end);
+        if valid.is_empty() || tap.cols.is_empty() {
+            return None;
+        }
+        let first_ih = tap.first_in_row + (valid.start - tap.rows.start);
+        let rows = valid.start - out_rows.start..valid.end - out_rows.start;
+        let dst = rows.start * g.out_w + tap.cols.start..(rows.end - 1) * g.out_w + tap.cols.end;
+        Some(Self {
+            rows,
+            dst,
+            src_start: first_ih * g.in_w + tap.first_in_col,
+        })
+    }
+}
+
+/// [`gather_rows`] when [`rows_are_contiguous`]: one copy for all valid output rows,
+/// then zeros over the columns that wrapped around a row edge and the rows outside.
+fn gather_contiguous<T: Float>(
+    g: &Conv2dGeometry,
+    plane: &[T],
+    tap: &TapWindow,
+    out_rows: Range<usize>,
+    col_row: &mut [T],
+) {
+    let Some(run) = ContiguousRun::new(g, tap, &out_rows) else {
+        col_row.fill(T::ZERO);
+        return;
+    };
+    let w = g.out_w;
+    col_row[..run.rows.start * w].fill(T::ZERO);
+    col_row[run.rows.end * w..].fill(T::ZERO);
+    let len = run.dst.len();
+    col_row[run.dst.clone()].copy_from_slice(&plane[run.src_start..run.src_start + len]);
+    for out_row in col_row[run.rows.start * w..run.rows.end * w].chunks_exact_mut(w) {
+        out_row[..tap.cols.start].fill(T::ZERO);
+        out_row[tap.cols.end..].fill(T::ZERO);
+    }
+}
+
 /// The adjoint of [`im2col`]: adds every entry of `col` (the columns of output rows
-/// `out_rows`) to `x_group` at the input position it was read from.
+/// `out_rows`) to `x_group` at the input position it was read from. Entries of `col`
+/// that read padding may be overwritten with zeros.
 pub(super) fn col2im_add<T: Float>(
     g: &Conv2dGeometry,
-    col: &[T],
+    col: &mut [T],
     out_rows: Range<usize>,
     x_group: &mut [T],
 ) {
-    if out_rows.is_empty() || g.out_w == 0 {
+    if out_rows.is_empty() || g.out_w == 0 || g.in_w == 0 {
         return;
     }
-    let [sh, sw] = g.stride;
-    let in_plane = g.in_h * g.in_w;
-    let mut col_rows = col.chunks_exact(out_rows.len() * g.out_w);
-    for plane in x_group.chunks_exact_mut(in_plane) {
+    let contiguous = rows_are_contiguous(g);
+    let mut col_rows = col.chunks_exact_mut(out_rows.len() * g.out_w);
+    for plane in x_group.chunks_exact_mut(g.in_h * g.in_w) {
         for ki in 0..g.kernel_h {
             for kj in 0..g.kernel_w {
                 let Some(col_row) = col_rows.next() else {
                     return;
                 };
                 let tap = TapWindow::new(g, ki, kj);
-                if tap.cols.is_empty() {
-                    continue;
-                }
-                let valid_rows = tap.rows.start.max(out_rows.start)..tap.rows.end.min(out_rows.end);
-                for oh in valid_rows {
-                    let ih = tap.first_in_row + (oh - tap.rows.start) * sh;
-                    let in_row = &mut plane[ih * g.in_w..(ih + 1) * g.in_w];
-                    let src = &col_row[(oh - out_rows.start) * g.out_w..][tap.cols.clone()];
-                    let dst = &mut in_row[tap.first_in_col..];
-                    if sw == 1 {
-                        for (d, s) in dst.iter_mut().zip(src) {
-                            *d += *s;
-                        }
-                    } else {
-                        for (d, s) in dst.iter_mut().step_by(sw).zip(src) {
-                            *d += *s;
-                        }
-                    }
+                if contiguous {
+                    scatter_contiguous(g, col_row, &tap, out_rows.clone(), plane);
+                } else {
+                    scatter_rows(g, col_row, &tap, out_rows.clone(), plane);
                 }
             }
         }
+    }
+}
+
+/// Adds one tap's column-matrix row into the plane, output row by output row.
+fn scatter_rows<T: Float>(
+    g: &Conv2dGeometry,
+    col_row: &[T],
+    tap: &TapWindow,
+    out_rows: Range<usize>,
+    plane: &mut [T],
+) {
+    let [sh, sw] = g.stride;
+    if tap.cols.is_empty() {
+        return;
+    }
+    let valid_rows = tap.rows.start.max(out_rows.start)..tap.rows.end.min(out_rows.end);
+    for oh in valid_rows {
+        let ih = tap.first_in_row + (oh - tap.rows.start) * sh;
+        let dst = &mut plane[ih * g.in_w..(ih + 1) * g.in_w][tap.first_in_col..];
+        let src = &col_row[(oh - out_rows.start) * g.out_w..][tap.cols.clone()];
+        if sw == 1 {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d += *s;
+            }
+        } else {
+            for (d, s) in dst.iter_mut().step_by(sw).zip(src) {
+                *d += *s;
+            }
+        }
+    }
+}
+
+/// [`scatter_rows`] when [`rows_are_contiguous`]: zeros the entries that wrapped
+/// around a row edge, then adds all valid rows in one pass.
+fn scatter_contiguous<T: Float>(
+    g: &Conv2dGeometry,
+    col_row: &mut [T],
+    tap: &TapWindow,
+    out_rows: Range<usize>,
+    plane: &mut [T],
+) {
+    let Some(run) = ContiguousRun::new(g, tap, &out_rows) else {
+        return;
+    };
+    let w = g.out_w;
+    for out_row in col_row[run.rows.start * w..run.rows.end * w].chunks_exact_mut(w) {
+        out_row[..tap.cols.start].fill(T::ZERO);
+        out_row[tap.cols.end..].fill(T::ZERO);
+    }
+    let src = &col_row[run.dst.clone()];
+    let dst = &mut plane[run.src_start..run.src_start + src.len()];
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += *s;
     }
 }
