@@ -175,11 +175,48 @@ fn activation(r: &mut Rng, kind: Kind, channels: usize) -> LayerSpec {
     }
 }
 
-/// True when `layers` (plus `extra`) is a valid architecture over `input`.
+/// True when `layers` (plus `extra`) is a valid architecture over `input` in which every
+/// max-pooling window holds at least one input element. (PyTorch accepts windows that,
+/// with padding and dilation, fall entirely on padding; their output is −∞, which no
+/// attribution can use, so the generator avoids them.)
 fn valid(input: &[usize], layers: &[LayerSpec], extra: &LayerSpec) -> bool {
     let mut all = layers.to_vec();
     all.push(extra.clone());
-    Architecture::new(input.to_vec(), all).is_ok()
+    let Ok(arch) = Architecture::new(input.to_vec(), all) else {
+        return false;
+    };
+    let shapes = arch.layer_shapes().unwrap();
+    let in_shape = if shapes.len() >= 2 {
+        shapes[shapes.len() - 2].clone()
+    } else {
+        input.to_vec()
+    };
+    let out_shape = shapes.last().unwrap();
+    let covered = |len: usize, out: usize, k: usize, s: usize, p: usize, d: usize| {
+        (0..out).all(|o| {
+            (0..k).any(|j| {
+                let pos = (o * s + j * d) as isize - p as isize;
+                pos >= 0 && pos < len as isize
+            })
+        })
+    };
+    match *extra {
+        LayerSpec::MaxPool2d {
+            kernel_size: k,
+            stride: s,
+            padding: p,
+            dilation: d,
+            ..
+        } => (0..2).all(|a| covered(in_shape[a + 1], out_shape[a + 1], k[a], s[a], p[a], d[a])),
+        LayerSpec::MaxPool1d {
+            kernel_size: k,
+            stride: s,
+            padding: p,
+            dilation: d,
+            ..
+        } => covered(in_shape[1], out_shape[1], k, s, p, d),
+        _ => true,
+    }
 }
 
 fn out_shape(input: &[usize], layers: &[LayerSpec]) -> Vec<usize> {
@@ -300,9 +337,21 @@ fn maxpool1d(r: &mut Rng, input: &[usize], layers: &[LayerSpec]) -> Option<Layer
     None
 }
 
-/// Builds the network of `family` with `depth` hidden blocks, deterministically from `seed`.
+/// Builds the network of `family` with `depth` hidden blocks, deterministically from `seed`
+/// (drawing again, from the same stream, in the unlikely case that F(x) or F(x') is not
+/// finite).
 pub fn build(kind: Kind, family: Family, depth: usize, seed: u64) -> Net {
     let mut r = Rng::new(seed, 0x5EED);
+    loop {
+        let net = build_from(&mut r, kind, family, depth, seed);
+        let finite = |t: &Tensor<f64>| net.model.forward(t).unwrap().first_non_finite().is_none();
+        if finite(&net.x) && finite(&net.baseline) {
+            return net;
+        }
+    }
+}
+
+fn build_from(r: &mut Rng, kind: Kind, family: Family, depth: usize, seed: u64) -> Net {
     let mut layers: Vec<LayerSpec> = Vec::new();
     let input: Vec<usize> = match family {
         Family::Mlp => vec![2 + r.below(5)],
@@ -326,13 +375,13 @@ pub fn build(kind: Kind, family: Family, depth: usize, seed: u64) -> Net {
                         affine: r.below(3) != 0,
                     });
                 }
-                layers.push(activation(&mut r, kind, w));
+                layers.push(activation(r, kind, w));
                 if r.below(8) == 0 {
                     layers.push(LayerSpec::Dropout { p: 0.5 });
                 }
             }
             Family::Cnn => {
-                let conv = conv2d(&mut r, &input, &layers);
+                let conv = conv2d(r, &input, &layers);
                 layers.push(conv);
                 let c = out_shape(&input, &layers)[0];
                 if r.below(2) == 0 {
@@ -342,15 +391,15 @@ pub fn build(kind: Kind, family: Family, depth: usize, seed: u64) -> Net {
                         affine: r.below(3) != 0,
                     });
                 }
-                layers.push(activation(&mut r, kind, c));
+                layers.push(activation(r, kind, c));
                 if r.below(2) == 0 {
-                    if let Some(p) = pool2d(&mut r, kind, &input, &layers) {
+                    if let Some(p) = pool2d(r, kind, &input, &layers) {
                         layers.push(p);
                     }
                 }
             }
             Family::Conv1d => {
-                let conv = conv1d(&mut r, &input, &layers);
+                let conv = conv1d(r, &input, &layers);
                 layers.push(conv);
                 let c = out_shape(&input, &layers)[0];
                 if r.below(2) == 0 {
@@ -360,9 +409,9 @@ pub fn build(kind: Kind, family: Family, depth: usize, seed: u64) -> Net {
                         affine: r.below(3) != 0,
                     });
                 }
-                layers.push(activation(&mut r, kind, c));
+                layers.push(activation(r, kind, c));
                 if kind != Kind::Smooth && r.below(3) == 0 {
-                    if let Some(p) = maxpool1d(&mut r, &input, &layers) {
+                    if let Some(p) = maxpool1d(r, &input, &layers) {
                         layers.push(p);
                     }
                 }
@@ -397,7 +446,7 @@ pub fn build(kind: Kind, family: Family, depth: usize, seed: u64) -> Net {
     }
     let arch = Architecture::new(input.clone(), layers).unwrap();
     let mut model = Model::<f64>::init(arch, r.next_u64()).unwrap();
-    randomize(&mut model, &mut r);
+    randomize(&mut model, r);
     let n = 1 + r.below(3);
     let mut shape = vec![n];
     shape.extend(&input);
