@@ -6,6 +6,7 @@ pub mod attribute;
 pub mod eval;
 pub mod experiment;
 pub mod predict;
+pub mod tour;
 pub mod train;
 
 use crate::io::write_atomic;
@@ -39,6 +40,9 @@ pub enum Command {
     Ablate(experiment::AblateArgs),
     /// Feature selection: rank filters by each method, train on the top k, report accuracy.
     Select(experiment::SelectArgs),
+    /// The tour: train (or reuse) a digits CNN, explain held-out images, check conservation,
+    /// compare the methods by ablation, and write pictures and a report.
+    Tour(tour::TourArgs),
 }
 
 /// Runs one parsed command.
@@ -50,6 +54,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Attribute(a) => attribute::run(a),
         Command::Ablate(a) => experiment::run_ablate(a),
         Command::Select(a) => experiment::run_select(a),
+        Command::Tour(a) => tour::run(a),
     }
 }
 
