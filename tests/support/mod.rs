@@ -176,9 +176,10 @@ fn activation(r: &mut Rng, kind: Kind, channels: usize) -> LayerSpec {
 }
 
 /// True when `layers` (plus `extra`) is a valid architecture over `input` in which every
-/// max-pooling window holds at least one input element. (PyTorch accepts windows that,
-/// with padding and dilation, fall entirely on padding; their output is −∞, which no
-/// attribution can use, so the generator avoids them.)
+/// max-pooling window and every convolution window holds at least one input element.
+/// (PyTorch accepts windows that, with padding, stride and dilation, fall entirely on
+/// padding: a max pool's output is then −∞, which no attribution can use, and a
+/// convolution's is its bias, which cuts the input off; the generator avoids both.)
 fn valid(input: &[usize], layers: &[LayerSpec], extra: &LayerSpec) -> bool {
     let mut all = layers.to_vec();
     all.push(extra.clone());
@@ -209,6 +210,20 @@ fn valid(input: &[usize], layers: &[LayerSpec], extra: &LayerSpec) -> bool {
             ..
         } => (0..2).all(|a| covered(in_shape[a + 1], out_shape[a + 1], k[a], s[a], p[a], d[a])),
         LayerSpec::MaxPool1d {
+            kernel_size: k,
+            stride: s,
+            padding: p,
+            dilation: d,
+            ..
+        } => covered(in_shape[1], out_shape[1], k, s, p, d),
+        LayerSpec::Conv2d {
+            kernel_size: k,
+            stride: s,
+            padding: p,
+            dilation: d,
+            ..
+        } => (0..2).all(|a| covered(in_shape[a + 1], out_shape[a + 1], k[a], s[a], p[a], d[a])),
+        LayerSpec::Conv1d {
             kernel_size: k,
             stride: s,
             padding: p,
@@ -337,15 +352,21 @@ fn maxpool1d(r: &mut Rng, input: &[usize], layers: &[LayerSpec]) -> Option<Layer
     None
 }
 
-/// Builds the network of `family` with `depth` hidden blocks, deterministically from `seed`
-/// (drawing again, from the same stream, in the unlikely case that F(x) or F(x') is not
-/// finite).
+/// Builds the network of `family` with `depth` hidden blocks, deterministically from `seed`.
+/// Draws again (from the same stream) while F(x) or F(x') is not finite, or F(x) = F(x')
+/// for some example (a path along which every unit feeding F is dead says nothing about
+/// attribution); after 50 draws, takes what it has.
 pub fn build(kind: Kind, family: Family, depth: usize, seed: u64) -> Net {
     let mut r = Rng::new(seed, 0x5EED);
+    let mut tries = 0;
     loop {
         let net = build_from(&mut r, kind, family, depth, seed);
-        let finite = |t: &Tensor<f64>| net.model.forward(t).unwrap().first_non_finite().is_none();
-        if finite(&net.x) && finite(&net.baseline) {
+        tries += 1;
+        let fx = net.model.forward(&net.x).unwrap();
+        let fb = net.model.forward(&net.baseline).unwrap();
+        let finite = fx.first_non_finite().is_none() && fb.first_non_finite().is_none();
+        let moves = net.output_change().iter().all(|d| d.abs() > 1e-9);
+        if (finite && moves) || (finite && tries >= 50) {
             return net;
         }
     }
@@ -634,6 +655,28 @@ pub fn slope_variation(net: &Net) -> Vec<f64> {
     tv
 }
 
+/// Per example and input element j: the total variation of ∂F/∂x_j along the path of a
+/// piecewise-linear network, Σ_p |∂F/∂x_j(p+1) − ∂F/∂x_j(p)| over consecutive linear
+/// pieces, and max_p |∂F/∂x_j(p)| (both flattened like one example of the input).
+pub fn gradient_variation(net: &Net) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let pieces = exact_pieces(net);
+    let rows: Vec<(usize, f64)> = pieces.iter().map(|&(e, a, _)| (e, a)).collect();
+    let g = input_gradients(&net.model, &net.x, &net.baseline, net.target, &rows);
+    let u = net.x.len() / net.n();
+    let mut tv = vec![vec![0.0; u]; net.n()];
+    let mut most = vec![vec![0.0f64; u]; net.n()];
+    for p in 0..rows.len() {
+        let e = rows[p].0;
+        for j in 0..u {
+            most[e][j] = most[e][j].max(g[p][j].abs());
+            if p > 0 && rows[p - 1].0 == e {
+                tv[e][j] += (g[p][j] - g[p - 1][j]).abs();
+            }
+        }
+    }
+    (tv, most)
+}
+
 /// Example `e`'s slice of a tensor whose first axis is the batch.
 pub fn example(t: &Tensor<f64>, e: usize) -> &[f64] {
     let u = t.len() / t.shape()[0];
@@ -650,17 +693,28 @@ pub fn abs_sum_of(t: &Tensor<f64>, e: usize) -> f64 {
     example(t, e).iter().map(|v| v.abs()).sum()
 }
 
-/// max |·| of a slice.
+/// max |·| of a slice (NaN if any element is NaN, so comparisons with it fail).
 pub fn max_abs(xs: &[f64]) -> f64 {
-    xs.iter().fold(0.0f64, |m, v| m.max(v.abs()))
+    xs.iter().fold(0.0f64, |m, v| {
+        if m.is_nan() || v.is_nan() {
+            f64::NAN
+        } else {
+            m.max(v.abs())
+        }
+    })
 }
 
-/// max_i |a_i − b_i|.
+/// max_i |a_i − b_i| (NaN if any difference is NaN, so comparisons with it fail).
 pub fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+    a.iter().zip(b).fold(0.0f64, |m, (x, y)| {
+        let d = (x - y).abs();
+        if m.is_nan() || d.is_nan() {
+            f64::NAN
+        } else {
+            m.max(d)
+        }
+    })
 }
 
 /// The names of every layer of a model ("0", "1", …).
@@ -750,4 +804,49 @@ pub fn owned_params(model: &Model<f64>) -> Vec<(String, Tensor<f64>)> {
         .into_iter()
         .map(|(n, t)| (n, t.clone()))
         .collect()
+}
+
+/// `model` with `spec` inserted as layer `at` (later layers' parameters renamed).
+pub fn insert_layer(model: &Model<f64>, at: usize, spec: LayerSpec) -> Model<f64> {
+    let arch = model.architecture();
+    let mut layers = arch.layers.clone();
+    layers.insert(at, spec);
+    let params = owned_params(model)
+        .into_iter()
+        .map(|(name, t)| {
+            let (l, suffix) = name.split_once('.').unwrap();
+            let l: usize = l.parse().unwrap();
+            let l = if l >= at { l + 1 } else { l };
+            (format!("{l}.{suffix}"), t)
+        })
+        .collect();
+    model_from(&arch.input_shape, layers, params)
+}
+
+/// A piecewise-linear network given a smooth head: Softmax after the last Linear, and/or
+/// Tanh or Sigmoid just before it (chosen by `choice` mod 4: 0 Softmax, 1 Tanh, 2 Sigmoid,
+/// 3 Sigmoid and Softmax; Softmax only with at least 2 outputs, else Tanh).
+pub fn with_smooth_head(net: &Net, choice: usize) -> Net {
+    let k = *net.model.output_shape().last().unwrap();
+    let last = net.layers().len() - 1;
+    let mut model = net.model.clone();
+    let choice = if k < 2 && choice % 4 != 1 && choice % 4 != 2 {
+        1
+    } else {
+        choice % 4
+    };
+    if choice == 1 {
+        model = insert_layer(&model, last, LayerSpec::Tanh);
+    }
+    if choice >= 2 {
+        model = insert_layer(&model, last, LayerSpec::Sigmoid);
+    }
+    if choice == 0 || choice == 3 {
+        let n = model.architecture().layers.len();
+        model = insert_layer(&model, n, LayerSpec::Softmax { dim: 1 });
+    }
+    let mut out = net.clone();
+    out.model = model;
+    out.kind = Kind::Any;
+    out
 }
