@@ -204,24 +204,37 @@ fn envelope_breaks(cand: &[(f64, f64)], out: &mut Vec<f64>) {
     }
 }
 
-/// Finds each example's linear pieces and returns the rows that integrate exactly.
-pub fn exact_rows<T: Float>(
+/// A stretch [a0, a1] of one example's path, walked as a unit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Window {
+    example: usize,
+    a0: f64,
+    a1: f64,
+}
+
+/// Elements of a layer input the walk may hold at once (all points of a batch of windows);
+/// past it, the batch is split, and a single window is bisected.
+const WALK_BUDGET: usize = 1 << 24;
+
+/// Walks a batch of windows through the network layer by layer, inserting breakpoints.
+/// Returns each window's ascending points (ends included) and the rows run forward, or
+/// `None` when the points would exceed [`WALK_BUDGET`].
+fn walk<T: Float>(
     model: &Model<T>,
     x: &Tensor<T>,
     baseline: &Tensor<T>,
-    targets: &[usize],
-    out_change: &[f64],
-    opts: &ExactOptions,
-) -> Result<ExactRows> {
-    ensure!(opts.max_pieces >= 1, "--max-pieces: must be at least 1");
-    let n = x.shape()[0];
+    windows: &[Window],
+    max_pieces: usize,
+) -> Result<Option<(Vec<Vec<f64>>, usize)>> {
     let min_gap = T::epsilon().to_f64().sqrt() * 1e-4;
-    // Points (example, α), grouped by example, ascending α; `cur` holds their layer inputs.
-    let mut points: Vec<(usize, f64)> = (0..n).flat_map(|e| [(e, 0.0), (e, 1.0)]).collect();
+    // Points (window, α), grouped by window, ascending α; `cur` holds their layer inputs.
+    let mut points: Vec<(usize, f64)> = (0..windows.len())
+        .flat_map(|w| [(w, windows[w].a0), (w, windows[w].a1)])
+        .collect();
     let rows: Vec<PathRow> = points
         .iter()
-        .map(|&(example, alpha)| PathRow {
-            example,
+        .map(|&(w, alpha)| PathRow {
+            example: windows[w].example,
             alpha,
             weight: 0.0,
         })
@@ -229,7 +242,6 @@ pub fn exact_rows<T: Float>(
     let mut cur = super::path::path_points(x, baseline, &rows)?;
     let mut forward_rows = 0usize;
     let mut smooth = false;
-    let shapes = model.layer_shapes()?;
     for (i, spec) in model.architecture().layers.iter().enumerate() {
         let bend = bend_of(spec)?;
         if !smooth && bend != Bend::Affine && bend != Bend::Smooth {
@@ -291,34 +303,118 @@ pub fn exact_rows<T: Float>(
                     let st = T::from_f64(s);
                     new_data.extend(row.iter().zip(next).map(|(&p, &q)| p + st * (q - p)));
                 }
+                if new_data.len() > WALK_BUDGET {
+                    return Ok(None);
+                }
             }
             let mut shape = cur.shape().to_vec();
             shape[0] = new_points.len();
             cur = Tensor::new(shape, new_data)?;
             points = new_points;
-            check_pieces(&points, n, opts.max_pieces, i)?;
+            let mut counts = vec![0usize; windows.len()];
+            for &(w, _) in &points {
+                counts[w] += 1;
+            }
+            if let Some(w) = counts.iter().position(|&c| c - 1 > max_pieces) {
+                bail!(
+                    "--max-pieces: example {} has more than {max_pieces} linear pieces by layer {i} ({}); raise --max-pieces or use a quadrature rule",
+                    windows[w].example,
+                    spec.type_name()
+                );
+            }
         }
         forward_rows += points.len();
         cur = model.layer_forward(i, &cur)?;
         if let Some(bad) = cur.first_non_finite() {
-            let u = shapes[i].iter().product::<usize>().max(1);
-            let (e, a) = points[bad / u];
+            let u = cur.len() / points.len().max(1);
+            let (w, a) = points[bad / u.max(1)];
             bail!(
-                "--rule exact: layer {i} ({}) is not finite at example {e}, alpha {a}",
-                spec.type_name()
+                "--rule exact: layer {i} ({}) is not finite at example {}, alpha {a}",
+                spec.type_name(),
+                windows[w].example
             );
         }
         if bend == Bend::Smooth {
             smooth = true;
         }
     }
+    let mut out = vec![Vec::new(); windows.len()];
+    for (w, a) in points {
+        out[w].push(a);
+    }
+    Ok(Some((out, forward_rows)))
+}
+
+/// Finds each example's linear pieces and returns the rows that integrate exactly.
+pub fn exact_rows<T: Float>(
+    model: &Model<T>,
+    x: &Tensor<T>,
+    baseline: &Tensor<T>,
+    targets: &[usize],
+    out_change: &[f64],
+    opts: &ExactOptions,
+) -> Result<ExactRows> {
+    ensure!(opts.max_pieces >= 1, "--max-pieces: must be at least 1");
+    let n = x.shape()[0];
+    let mut smooth = false;
+    for spec in &model.architecture().layers {
+        smooth |= bend_of(spec)? == Bend::Smooth;
+    }
+    // Walk batches of windows; a batch too big for memory is split, a lone window bisected.
+    let mut stack: Vec<Vec<Window>> = vec![(0..n)
+        .map(|example| Window {
+            example,
+            a0: 0.0,
+            a1: 1.0,
+        })
+        .collect()];
+    let mut done: Vec<(Window, Vec<f64>)> = Vec::new();
+    let mut forward_rows = 0usize;
+    while let Some(batch) = stack.pop() {
+        match walk(model, x, baseline, &batch, opts.max_pieces)? {
+            Some((points, rows)) => {
+                forward_rows += rows;
+                done.extend(batch.into_iter().zip(points));
+            }
+            None if batch.len() > 1 => {
+                let right = batch[batch.len() / 2..].to_vec();
+                let left = batch[..batch.len() / 2].to_vec();
+                stack.push(right);
+                stack.push(left);
+            }
+            None => {
+                let w = batch[0];
+                ensure!(
+                    w.a1 - w.a0 > 1e-9,
+                    "--rule exact: example {} has too many kinks near alpha {} to walk in memory",
+                    w.example,
+                    w.a0
+                );
+                let mid = 0.5 * (w.a0 + w.a1);
+                stack.push(vec![Window { a0: mid, ..w }]);
+                stack.push(vec![Window { a1: mid, ..w }]);
+            }
+        }
+    }
+    done.sort_by(|p, q| {
+        p.0.example
+            .cmp(&q.0.example)
+            .then(p.0.a0.total_cmp(&q.0.a0))
+    });
     let mut pieces = vec![0usize; n];
     let mut segments: Vec<(usize, f64, f64)> = Vec::new();
-    for w in points.windows(2) {
-        if w[0].0 == w[1].0 {
-            pieces[w[0].0] += 1;
-            segments.push((w[0].0, w[0].1, w[1].1));
+    for (w, pts) in &done {
+        for s in pts.windows(2) {
+            pieces[w.example] += 1;
+            segments.push((w.example, s[0], s[1]));
         }
+    }
+    if let Some(e) = pieces.iter().position(|&p| p > opts.max_pieces) {
+        bail!(
+            "--max-pieces: example {e} has {} linear pieces, more than {}; raise --max-pieces or use a quadrature rule",
+            pieces[e],
+            opts.max_pieces
+        );
     }
     if !smooth {
         let rows = segments
@@ -346,20 +442,6 @@ pub fn exact_rows<T: Float>(
         segments,
         forward_rows,
     )
-}
-
-fn check_pieces(points: &[(usize, f64)], n: usize, max_pieces: usize, layer: usize) -> Result<()> {
-    let mut counts = vec![0usize; n];
-    for &(e, _) in points {
-        counts[e] += 1;
-    }
-    if let Some(e) = counts.iter().position(|&c| c - 1 > max_pieces) {
-        bail!(
-            "--max-pieces: example {e} has more than {max_pieces} linear pieces by layer {layer} ({}); raise --max-pieces or use a quadrature rule",
-            counts[e] - 1
-        );
-    }
-    Ok(())
 }
 
 /// Gauss–Legendre rows on [a, b] for one example.
