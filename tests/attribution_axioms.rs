@@ -30,6 +30,9 @@
 //! - The **difference form** converges to the tangent form as n grows (first order) on
 //!   smooth networks.
 
+// Examples are indexed across several tensors and vectors at once.
+#![allow(clippy::needless_range_loop)]
+
 mod support;
 
 use mho::attribution::{ConductanceForm, ExactOptions, LayerSelection, Method, Report, Rule};
@@ -182,7 +185,10 @@ fn completeness_error_shrinks_with_steps_on_average() {
             }
         }
     }
-    assert!(coarse > 0.0, "no quadrature error at all at n = 25: no kinks on any path?");
+    assert!(
+        coarse > 0.0,
+        "no quadrature error at all at n = 25: no kinks on any path?"
+    );
     assert!(
         fine < coarse / 4.0,
         "summed relative error {coarse:e} at n = 25, {fine:e} at n = 400"

@@ -10,13 +10,21 @@
 
 mod support;
 
-use mho::attribution::{ConductanceForm, ExactOptions, LayerSelection, Method, Report, Request, Rule};
+use mho::attribution::{
+    ConductanceForm, ExactOptions, LayerSelection, Method, Report, Request, Rule,
+};
 use mho::nn::rng::Rng;
 use proptest::prelude::*;
 use support::*;
 
 /// Every method (with form) to compare, given a layer and neurons for neuron conductance.
-fn requests(net: &Net, rule: Option<Rule>, steps: usize, layer: &str, neurons: &[Vec<usize>]) -> Vec<Request> {
+fn requests(
+    net: &Net,
+    rule: Option<Rule>,
+    steps: usize,
+    layer: &str,
+    neurons: &[Vec<usize>],
+) -> Vec<Request> {
     let mut out = Vec::new();
     let cases = [
         (Method::IntegratedGradients, ConductanceForm::Tangent),
@@ -70,7 +78,9 @@ fn compare(big: &Report, small: &Report, what: &str) -> Result<(), TestCaseError
     prop_assert_eq!(big.delta.len(), small.delta.len());
     for ((n1, d1), (_, d2)) in big.delta.iter().zip(&small.delta) {
         let t = big.get(n1).unwrap();
-        let scale = (0..t.shape()[0]).map(|e| abs_sum_of(t, e)).fold(0.0, f64::max);
+        let scale = (0..t.shape()[0])
+            .map(|e| abs_sum_of(t, e))
+            .fold(0.0, f64::max);
         prop_assert!(
             max_diff(d1, d2) <= 1e-12 * scale.max(max_abs(d1)),
             "{what}, delta of {n1}: {d1:?} vs {d2:?}"

@@ -20,6 +20,9 @@
 //!   the baseline is an error from the walk, not a panic and not NaN attributions —
 //!   also for networks whose first layer is a ReLU or a max pool, which may swallow NaN.
 
+// Examples are indexed across several tensors and vectors at once.
+#![allow(clippy::needless_range_loop)]
+
 mod support;
 
 use mho::attribution::{attribute, Baseline, ExactOptions, LayerSelection, Method, Rule};
@@ -54,7 +57,10 @@ fn check_exact_completeness(net: &Net, tol: f64) -> Result<(), TestCaseError> {
                     err / change[e].abs()
                 );
                 let d = r.delta_of(name).unwrap()[e];
-                prop_assert!((d - (sum_of(t, e) - change[e])).abs() <= 1e-12 * change[e].abs().max(abs_sum_of(t, e)));
+                prop_assert!(
+                    (d - (sum_of(t, e) - change[e])).abs()
+                        <= 1e-12 * change[e].abs().max(abs_sum_of(t, e))
+                );
             }
         }
     }
@@ -114,9 +120,8 @@ fn check_f32(net: &Net) -> Result<(), TestCaseError> {
     for method in [Method::IntegratedGradients, Method::Conductance] {
         let mut q = net.request(method);
         q.exact = exact();
-        let r = attribute(&model, &x, &q).map_err(|e| {
-            TestCaseError::fail(format!("f32 {method}: error {}\n{net:?}", e.0))
-        })?;
+        let r = attribute(&model, &x, &q)
+            .map_err(|e| TestCaseError::fail(format!("f32 {method}: error {}\n{net:?}", e.0)))?;
         prop_assert_eq!(&r.precision, "f32");
         for (name, t) in &r.attributions {
             for e in 0..net.n() {
@@ -223,7 +228,12 @@ fn exact_kink_after_a_smooth_layer() {
 fn exact_is_the_limit_of_the_midpoint_rule() {
     for seed in 0..6u64 {
         let family = [Family::Mlp, Family::Cnn, Family::Conv1d][seed as usize % 3];
-        let net = build(Kind::PiecewiseLinear, family, 2 + seed as usize % 3, 1000 + seed);
+        let net = build(
+            Kind::PiecewiseLinear,
+            family,
+            2 + seed as usize % 3,
+            1000 + seed,
+        );
         let mut q = net.request(Method::IntegratedGradients);
         q.exact = exact();
         let ex = net.run(&q).get("input").unwrap().clone();

@@ -119,9 +119,21 @@ fn integrated_gradients_gauss_legendre_two_points() {
         Some((Rule::GaussLegendre, 2)),
         None,
     ));
-    assert_values(r.get("input").unwrap(), &[4.0, 0.0], "IG (gauss-legendre, 2)");
-    let c = run(&req(Method::Conductance, Some((Rule::GaussLegendre, 2)), None));
-    assert_values(c.get("1").unwrap(), &[1.0, 3.0], "conductance (gauss-legendre, 2)");
+    assert_values(
+        r.get("input").unwrap(),
+        &[4.0, 0.0],
+        "IG (gauss-legendre, 2)",
+    );
+    let c = run(&req(
+        Method::Conductance,
+        Some((Rule::GaussLegendre, 2)),
+        None,
+    ));
+    assert_values(
+        c.get("1").unwrap(),
+        &[1.0, 3.0],
+        "conductance (gauss-legendre, 2)",
+    );
 }
 
 #[test]
@@ -169,7 +181,11 @@ fn internal_influence() {
         Some((Rule::RiemannLeft, 2)),
         Some("1"),
     ));
-    assert_values(r.get("1").unwrap(), &[1.0, 2.0], "internal influence (riemann-left)");
+    assert_values(
+        r.get("1").unwrap(),
+        &[1.0, 2.0],
+        "internal influence (riemann-left)",
+    );
 }
 
 #[test]
@@ -196,7 +212,11 @@ fn doc_riemann_left_numbers_as_stated() {
         Some((Rule::RiemannLeft, 2)),
         None,
     ));
-    assert_values(r.get("input").unwrap(), &[2.0, -1.0], "IG (riemann-left, 2)");
+    assert_values(
+        r.get("input").unwrap(),
+        &[2.0, -1.0],
+        "IG (riemann-left, 2)",
+    );
     assert!((r.delta_of("input").unwrap()[0] + 3.0).abs() <= TOL);
     let mut c = req(Method::Conductance, Some((Rule::RiemannLeft, 2)), Some("1"));
     c.form = ConductanceForm::Tangent;
@@ -218,14 +238,22 @@ fn riemann_left_two_steps_true_values() {
         Some((Rule::RiemannLeft, 2)),
         None,
     ));
-    assert_values(r.get("input").unwrap(), &[1.0, -0.5], "IG (riemann-left, 2)");
+    assert_values(
+        r.get("input").unwrap(),
+        &[1.0, -0.5],
+        "IG (riemann-left, 2)",
+    );
     assert!((r.delta_of("input").unwrap()[0] + 3.5).abs() <= TOL);
     let c = run(&req(
         Method::Conductance,
         Some((Rule::RiemannLeft, 2)),
         Some("1"),
     ));
-    assert_values(c.get("1").unwrap(), &[0.5, 0.0], "conductance (riemann-left, 2)");
+    assert_values(
+        c.get("1").unwrap(),
+        &[0.5, 0.0],
+        "conductance (riemann-left, 2)",
+    );
     assert!((c.delta_of("1").unwrap()[0] + 3.5).abs() <= TOL);
 }
 
@@ -240,11 +268,19 @@ fn gradients_on_each_side_of_the_kink() {
         Some((Rule::RiemannMiddle, 4)),
         None,
     ));
-    assert_values(r.get("input").unwrap(), &[4.0, 0.0], "IG (riemann-middle, 4)");
+    assert_values(
+        r.get("input").unwrap(),
+        &[4.0, 0.0],
+        "IG (riemann-middle, 4)",
+    );
     let r = run(&req(
         Method::IntegratedGradients,
         Some((Rule::RiemannRight, 1)),
         None,
     ));
-    assert_values(r.get("input").unwrap(), &[6.0, 1.0], "IG (riemann-right, 1)");
+    assert_values(
+        r.get("input").unwrap(),
+        &[6.0, 1.0],
+        "IG (riemann-right, 1)",
+    );
 }

@@ -137,11 +137,7 @@ pub fn nets(kind: Kind) -> impl Strategy<Value = Net> {
 /// Random networks of the given families.
 pub fn nets_of(kind: Kind, families: &[Family]) -> impl Strategy<Value = Net> {
     let families = families.to_vec();
-    (
-        proptest::sample::select(families),
-        2usize..=5,
-        any::<u64>(),
-    )
+    (proptest::sample::select(families), 2usize..=5, any::<u64>())
         .prop_map(move |(family, depth, seed)| build(kind, family, depth, seed))
 }
 
@@ -243,7 +239,7 @@ fn out_shape(input: &[usize], layers: &[LayerSpec]) -> Vec<usize> {
 }
 
 fn divisors(n: usize) -> Vec<usize> {
-    (1..=n).filter(|d| n % d == 0).collect()
+    (1..=n).filter(|d| n.is_multiple_of(*d)).collect()
 }
 
 fn conv2d(r: &mut Rng, input: &[usize], layers: &[LayerSpec]) -> LayerSpec {
@@ -366,7 +362,7 @@ pub fn build(kind: Kind, family: Family, depth: usize, seed: u64) -> Net {
         let fb = net.model.forward(&net.baseline).unwrap();
         let finite = fx.first_non_finite().is_none() && fb.first_non_finite().is_none();
         let moves = net.output_change().iter().all(|d| d.abs() > 1e-9);
-        if (finite && moves) || (finite && tries >= 50) {
+        if finite && (moves || tries >= 50) {
             return net;
         }
     }
@@ -763,10 +759,7 @@ pub fn config(cases: u32) -> proptest::test_runner::Config {
 }
 
 /// A copy of `model` with some parameters (by state_dict name) replaced.
-pub fn with_params(
-    model: &Model<f64>,
-    changes: Vec<(String, Tensor<f64>)>,
-) -> Model<f64> {
+pub fn with_params(model: &Model<f64>, changes: Vec<(String, Tensor<f64>)>) -> Model<f64> {
     let mut m = model.clone();
     for (name, t) in changes {
         m.set_param(&name, t).unwrap();
@@ -794,7 +787,11 @@ pub fn model_from(
     layers: Vec<LayerSpec>,
     params: Vec<(String, Tensor<f64>)>,
 ) -> Model<f64> {
-    Model::from_params(Architecture::new(input_shape.to_vec(), layers).unwrap(), params).unwrap()
+    Model::from_params(
+        Architecture::new(input_shape.to_vec(), layers).unwrap(),
+        params,
+    )
+    .unwrap()
 }
 
 /// The parameters of a model, owned.
