@@ -3,6 +3,7 @@
 //! atomically (temporary file + rename), so a failed run leaves none half-written.
 
 pub mod attribute;
+pub mod convergence;
 pub mod eval;
 pub mod experiment;
 pub mod predict;
@@ -43,6 +44,8 @@ pub enum Command {
     /// The tour: train (or reuse) a digits CNN, explain held-out images, check conservation,
     /// compare the methods by ablation, and write pictures and a report.
     Tour(tour::TourArgs),
+    /// Completeness error of integrated gradients against step count for every rule, beside exact.
+    Convergence(convergence::ConvergenceArgs),
 }
 
 /// Runs one parsed command.
@@ -55,6 +58,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Ablate(a) => experiment::run_ablate(a),
         Command::Select(a) => experiment::run_select(a),
         Command::Tour(a) => tour::run(a),
+        Command::Convergence(a) => convergence::run(a),
     }
 }
 

@@ -318,7 +318,11 @@ fn tour(a: &TourArgs) -> Result<()> {
         pb.inc(1)
     })?;
     pb.finish_and_clear();
-    let plot_name = write_png(&convergence_plot(&conv)?, dir, "completeness-vs-steps.png")?;
+    let plot_name = write_png(
+        &convergence_plot(&conv, "digits CNN")?,
+        dir,
+        "completeness-vs-steps.png",
+    )?;
     writeln!(md, "\n## Completeness error against step count\n").ok();
     writeln!(md, "|Σ IG − (F(x) − F(x'))| / |F(x) − F(x')|, worst of the {} images, f64. ![plot]({plot_name})\n", picks.len()).ok();
     writeln!(
@@ -391,8 +395,9 @@ fn igsum_gl(model: &Model<f32>, x: &Tensor<f32>, targets: &[usize]) -> Result<f6
     Ok(t.data()[..per].iter().sum())
 }
 
-fn convergence_plot(conv: &Convergence) -> Result<crate::viz::Canvas> {
-    let mut plot = LinePlot::new("Completeness error vs steps (digits CNN)")
+/// The completeness-error-against-steps plot of a convergence study.
+pub fn convergence_plot(conv: &Convergence, model: &str) -> Result<crate::viz::Canvas> {
+    let mut plot = LinePlot::new(format!("Completeness error vs steps ({model})"))
         .x_label("number of steps")
         .y_label("|sum IG - (F(x) - F(x'))| / |F(x) - F(x')|")
         .log_x(true)

@@ -41,10 +41,15 @@ fn worst_rel(delta: &[f64], outs_x: &[f64], outs_b: &[f64]) -> f64 {
 }
 
 impl Convergence {
-    /// The fewest steps (among those tried) at which `rule`'s error is at most `tol`.
+    /// The fewest steps (among those tried) from which on `rule`'s error stays at most
+    /// `tol` for every larger step count tried.
     pub fn steps_to_reach(&self, rule: Rule, tol: f64) -> Option<usize> {
         let c = self.curves.iter().find(|c| c.rule == rule)?;
-        c.points.iter().find(|p| p.1 <= tol).map(|p| p.0)
+        let last_bad = c.points.iter().rposition(|p| p.1 > tol);
+        match last_bad {
+            None => c.points.first().map(|p| p.0),
+            Some(i) => c.points.get(i + 1).map(|p| p.0),
+        }
     }
 
     /// The JSON form.
