@@ -201,7 +201,8 @@ proptest! {
     #![proptest_config(config(24))]
 
     /// Tangent form: Σ_i Cond_i = Σ_j IG_j for every layer, rule and n ∈ {3, 7, 20}, by
-    /// the chain rule at every node. Scale: the larger of Σ|IG_j| and Σ|Cond_i|.
+    /// the chain rule at every node. Scale: the larger of Σ|IG_j| and Σ|Cond_i|. The
+    /// reported delta is Σ Cond − (F(x) − F(x')), and the conductance of "input" is IG.
     #[test]
     fn layerwise_conservation_every_rule(net in nets(Kind::Any)) {
         let change = net.output_change();
@@ -226,6 +227,18 @@ proptest! {
                         prop_assert!((d - (a - change[e])).abs() <= 1e-12 * scale.max(change[e].abs()));
                     }
                 }
+                // The input as a layer: its conductance is integrated gradients itself.
+                let mut ci = net.request(Method::Conductance);
+                ci.rule = rule;
+                ci.steps = steps;
+                ci.layers = LayerSelection::Names(vec!["input".into()]);
+                let ci = net.run(&ci);
+                let ci = ci.get("input").unwrap();
+                prop_assert!(
+                    max_diff(ci.data(), ig.data()) <= 1e-12 * max_abs(ig.data()),
+                    "{rule} n = {steps}: conductance of 'input' differs from IG by {:e}\n{net:?}",
+                    max_diff(ci.data(), ig.data())
+                );
             }
         }
     }
