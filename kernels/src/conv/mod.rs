@@ -16,6 +16,7 @@ mod fast;
 mod geometry;
 mod lowering;
 pub mod reference;
+mod sizes;
 
 pub use fast::{conv2d_bias_grad, conv2d_forward, conv2d_input_grad, conv2d_weight_grad};
 pub use geometry::Conv2dGeometry;
