@@ -90,7 +90,7 @@ fn compare(big: &Report, small: &Report, what: &str) -> Result<(), TestCaseError
 }
 
 proptest! {
-    #![proptest_config(config(96))]
+    #![proptest_config(config(64))]
 
     #[test]
     fn chunking_does_not_change_results(net in nets(Kind::Any), aux in any::<u64>()) {
