@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch + Captum timings on this machine: the PyTorch side of mho's side-by-side benchmark.
 
-    /opt/mho-venv/bin/python scripts/bench_torch.py [--threads 2] [--quick] > out.json
+    /opt/mho-venv/bin/python scripts/bench_torch.py [--threads 2] [--repeats 10] > out.json
 
-A readable table goes to stderr, JSON to stdout. f32 everywhere, torch.set_num_threads(T),
-medians of repeated runs after a warm-up.
+A readable table goes to stderr, JSON to stdout. f32, torch.set_num_threads(T), one warm-up call,
+then the median of --repeats timed samples (a sample times enough back-to-back calls to last
+>= 0.3 s, and reports the time per call).
 
 * sgemm: torch.mm, n = 256, 512, 1024, GFLOP/s = 2n^3 / t.
 * conv2d, batch 64, 3x3, stride 1, pad 1, the four convolutions of the CIFAR CNN:
@@ -13,14 +14,19 @@ medians of repeated runs after a warm-up.
 * The CIFAR CNN (3x32x32, 14 layers) and the digits CNN (1x8x8, 9 layers), random init
   (torch.manual_seed(0)), written to tests/fixtures/bench/{cifar,digits}_cnn.safetensors with
   inputs {cifar,digits}_input.npy (4 examples) so that mho benchmarks the same models:
-  Captum IntegratedGradients (gausslegendre, 50 steps, target 0) at batch 4 and batch 1, and
-  LayerConductance (gausslegendre, 50 steps, target 0) called once per layer for every layer
-  (total and per layer), at batch 4 and batch 1.
-* Peak RSS: of this process (resource.getrusage), and of each attribution job alone, run in a
-  fresh child process (`--only JOB`), which is the figure to compare with mho's for that job.
-* other_load: cores kept busy by OTHER processes during each section (from /proc/stat minus
-  this process's CPU time). Timings with other_load well above 0 are not to be trusted on a
-  2-core machine; `--wait-idle SECONDS` waits for a quiet machine before each section.
+  Captum IntegratedGradients (gausslegendre, 50 steps, baseline zeros, target 0) at batch 4 and
+  batch 1, and LayerConductance (same settings) called once per layer for every layer: per layer,
+  and the total = the sum of the per-layer medians.
+* Peak RSS: of this process, and of each attribution job alone, run in a fresh child process
+  (`--only JOB`: imports, builds the model, runs the job twice), the figure to compare with mho's
+  for that job. VmHWM from /proc/self/status (getrusage's ru_maxrss survives fork+exec on Linux,
+  so it would report the parent's peak).
+
+This is a 2-core machine shared with other work: every sample also measures how many cores OTHER
+processes kept busy meanwhile (/proc/stat minus this process's CPU time). Samples with more than
+0.1 such cores are discarded, and the benchmark waits for a quiet machine before sampling again,
+for at most --max-wait seconds per figure; after that it keeps the disturbed samples and says so
+("max_other_load" in the JSON, "*" in the table).
 """
 import argparse
 import json
@@ -46,22 +52,16 @@ from captum.attr import IntegratedGradients, LayerConductance  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_DIR = os.path.join(REPO, "tests", "fixtures", "bench")
 STEPS, METHOD, TARGET = 50, "gausslegendre", 0
+LOAD_OK = 0.1  # cores used by other processes during a sample, above which it is discarded
 
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-def median_ms(fn, repeats, warmup=1):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e3
-
+# ---------------------------------------------------------------------------------------------
+# timing on a shared machine
+# ---------------------------------------------------------------------------------------------
 
 def cpu_snapshot():
     with open("/proc/stat") as f:
@@ -76,44 +76,51 @@ def other_load(s0, s1):
     return max(0.0, busy - (s1[1] - s0[1])) / max(s1[2] - s0[2], 1e-9)
 
 
-def wait_idle(timeout, threshold=0.15):
-    """Wait (up to timeout s) until other processes use < threshold cores for 3 s in a row."""
-    t_end = time.monotonic() + timeout
-    while True:
+def wait_idle(deadline, quiet=2.0):
+    """Sleep until other processes used < LOAD_OK cores for `quiet` seconds, or the deadline."""
+    while time.monotonic() < deadline:
         s0 = cpu_snapshot()
-        time.sleep(3)
-        load = other_load(s0, cpu_snapshot())
-        if load < threshold or time.monotonic() > t_end:
-            return load
+        time.sleep(quiet)
+        if other_load(s0, cpu_snapshot()) < LOAD_OK:
+            return
 
 
-def measured(r, name, fn, a):
-    """Run fn (a timing job); if other processes were busy meanwhile, wait and run it again
-    (up to --retries times), keeping the quietest run. Records other_load[name]."""
-    best = None
-    for attempt in range(a.retries + 1):
-        if a.wait_idle:
-            wait_idle(a.wait_idle)
-        log(f"{name} ..." + (f" (attempt {attempt + 1})" if attempt else ""))
-        s0 = cpu_snapshot()
-        val = fn()
-        load = other_load(s0, cpu_snapshot())
-        if best is None or load < best[1]:
-            best = (val, load)
-        if load < 0.1:
-            break
-        log(f"  other processes kept {load:.2f} cores busy")
-    r["other_load"][name] = round(best[1], 3)
-    return best[0]
+class Timer:
+    def __init__(self, a):
+        self.repeats, self.max_wait, self.quick = a.repeats, a.max_wait, a.quick
 
-
-def peak_rss_mb():
-    """getrusage's ru_maxrss (Linux: KiB). NB: Linux carries it over fork and exec."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    def __call__(self, label, fn, min_sample_s=0.3):
+        """Median time per call of fn in ms, from samples taken while the machine was quiet."""
+        fn()  # warm-up
+        t0 = time.perf_counter()
+        fn()
+        k = max(1, int(min_sample_s / max(time.perf_counter() - t0, 1e-9)))
+        clean, loads, discarded = [], [], 0
+        deadline = time.monotonic() + (0 if self.quick else self.max_wait)
+        wait_idle(deadline)
+        while len(clean) < self.repeats:
+            s0 = cpu_snapshot()
+            t0 = time.perf_counter()
+            for _ in range(k):
+                fn()
+            dt = (time.perf_counter() - t0) / k
+            load = other_load(s0, cpu_snapshot())
+            if load < LOAD_OK or time.monotonic() > deadline or self.quick:
+                clean.append(dt)
+                loads.append(load)
+            else:
+                discarded += 1
+                wait_idle(deadline)
+        res = {"ms": statistics.median(clean) * 1e3, "min_ms": min(clean) * 1e3, "samples": len(clean),
+               "calls_per_sample": k, "discarded_samples": discarded,
+               "max_other_load": round(max(loads), 3)}
+        log(f"  {label}: {res['ms']:.3f} ms" + (f"  (disturbed: {res['max_other_load']:.2f} cores)"
+                                                 if res["max_other_load"] >= LOAD_OK else ""))
+        return res
 
 
 def proc_status_mb(key):
-    """VmHWM (peak RSS of this process image, reset by exec) or VmRSS from /proc/self/status."""
+    """VmHWM (peak RSS of this process image, reset by exec) or VmRSS, from /proc/self/status."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(key + ":"):
@@ -186,21 +193,25 @@ def export_models():
 # benchmarks
 # ---------------------------------------------------------------------------------------------
 
-def bench_sgemm(reps):
+# ---------------------------------------------------------------------------------------------
+# benchmarks
+# ---------------------------------------------------------------------------------------------
+
+def bench_sgemm(timer):
     out = []
     for n in (256, 512, 1024):
         g = torch.Generator().manual_seed(n)
         a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
         c = torch.empty(n, n)
-        ms = median_ms(lambda: torch.mm(a, b, out=c), reps * (4 if n < 1024 else 1), warmup=3)
-        out.append({"n": n, "ms": ms, "gflops": 2 * n ** 3 / ms / 1e6})
+        t = timer(f"sgemm {n}", lambda: torch.mm(a, b, out=c))
+        out.append({"n": n, **t, "gflops": 2 * n ** 3 / t["ms"] / 1e6})
     return out
 
 
 CONV_LAYERS = [(3, 32, 32), (32, 32, 32), (32, 64, 16), (64, 64, 16)]  # (Cin, Cout, H=W)
 
 
-def bench_conv(reps, batch=64):
+def bench_conv(timer, batch=64):
     out = []
     for cin, cout, hw in CONV_LAYERS:
         g = torch.Generator().manual_seed(cin * 1000 + cout)
@@ -218,8 +229,8 @@ def bench_conv(reps, batch=64):
                 "weight_grad": lambda: torch.nn.grad.conv2d_weight(x, w.shape, gy, padding=1),
             }
             for k, fn in jobs.items():
-                ms = median_ms(fn, reps, warmup=2)
-                row[k] = {"ms": ms, "gflops": flops / ms / 1e6}
+                t = timer(f"conv {row['layer']} {k}", fn)
+                row[k] = {**t, "gflops": flops / t["ms"] / 1e6}
         out.append(row)
     return out
 
@@ -241,40 +252,27 @@ def job_conductance_calls(name, batch):
     return calls
 
 
-def model_info(name):
+def bench_model(name, timer):
     shape, build, _ = MODELS[name]
     model = build()
-    return {"file": os.path.relpath(os.path.join(BENCH_DIR, f"{name}.safetensors"), REPO),
-            "input": os.path.relpath(os.path.join(BENCH_DIR, f"{name.replace('_cnn', '')}_input.npy"), REPO),
-            "input_shape": shape, "layers": len(model), "target": TARGET, "steps": STEPS, "rule": METHOD,
-            "layer_types": {str(i): type(m).__name__ for i, m in enumerate(model)},
-            "forward_mflop_per_example": forward_flops(model, shape) / 1e6,
-            "integrated_gradients": {}, "conductance": {}}
-
-
-def bench_ig(name, batch, reps):
-    ms = median_ms(job_ig(name, batch), reps, warmup=2)
-    fl = forward_flops(MODELS[name][1](), MODELS[name][0])
-    # forward + input-gradient pass over batch*steps points: about 2x the forward flops
-    return {"ms": ms, "approx_gflops": 2 * fl * batch * STEPS / ms / 1e6}
-
-
-def bench_lc(name, batch, reps):
-    calls = job_conductance_calls(name, batch)
-    for _, fn in calls:  # warm-up
-        fn()
-    totals, per = [], {k: [] for k, _ in calls}
-    for _ in range(max(3, reps // 2)):
-        t_all = 0.0
-        for k, fn in calls:
-            t0 = time.perf_counter()
-            fn()
-            dt = time.perf_counter() - t0
-            per[k].append(dt)
-            t_all += dt
-        totals.append(t_all)
-    return {"total_ms": statistics.median(totals) * 1e3,
-            "per_layer_ms": {k: statistics.median(v) * 1e3 for k, v in per.items()}}
+    fl = forward_flops(model, shape)
+    res = {"file": os.path.relpath(os.path.join(BENCH_DIR, f"{name}.safetensors"), REPO),
+           "input": os.path.relpath(os.path.join(BENCH_DIR, f"{name.replace('_cnn', '')}_input.npy"), REPO),
+           "input_shape": shape, "layers": len(model), "target": TARGET, "steps": STEPS, "rule": METHOD,
+           "layer_types": {str(i): type(m).__name__ for i, m in enumerate(model)},
+           "forward_mflop_per_example": fl / 1e6, "integrated_gradients": {}, "conductance": {}}
+    for batch in (4, 1):
+        t = timer(f"{name} IG batch {batch}", job_ig(name, batch))
+        # a forward and an input-gradient pass over batch*steps points: about 2x the forward flops
+        res["integrated_gradients"][f"batch{batch}"] = {**t, "approx_gflops": 2 * fl * batch * STEPS / t["ms"] / 1e6}
+        per = {k: timer(f"{name} LayerConductance layer {k} batch {batch}", fn)
+               for k, fn in job_conductance_calls(name, batch)}
+        res["conductance"][f"batch{batch}"] = {
+            "total_ms": sum(v["ms"] for v in per.values()),
+            "per_layer_ms": {k: v["ms"] for k, v in per.items()},
+            "max_other_load": max(v["max_other_load"] for v in per.values()),
+            "per_layer": per}
+    return res
 
 
 JOBS = [f"{m}/{k}/batch{b}" for m in MODELS for k in ("integrated_gradients", "conductance") for b in (4, 1)]
@@ -302,36 +300,36 @@ def child_peak(job, threads):
 
 
 def table(r):
-    L = []
-    L.append(f"PyTorch {r['torch']} + Captum {r['captum']}, threads {r['threads']}, "
-             f"CPU: {r['machine']['cpu']} ({r['machine']['cpus']} cpus, torch capability {r['machine']['torch_cpu_capability']})")
-    L.append("medians of repeated runs, f32")
-    L.append("")
-    L.append("sgemm (torch.mm)        n      ms   GFLOP/s")
+    star = lambda t: "*" if t["max_other_load"] >= LOAD_OK else " "  # noqa: E731
+    L = [f"PyTorch {r['torch']} + Captum {r['captum']}, threads {r['threads']}, "
+         f"CPU: {r['machine']['cpu']} ({r['machine']['cpus']} cpus, torch CPU capability "
+         f"{r['machine']['torch_cpu_capability']})",
+         f"f32; median of {r['repeats']} samples per figure; * = disturbed by other processes "
+         f"(> {LOAD_OK} cores busy)", ""]
+    L.append("sgemm (torch.mm)        n        ms   GFLOP/s")
     for s in r["sgemm"]:
-        L.append(f"                     {s['n']:5d} {s['ms']:7.3f}  {s['gflops']:8.1f}")
+        L.append(f"                     {s['n']:5d} {s['ms']:9.3f}{star(s)} {s['gflops']:8.1f}")
     L.append("")
-    L.append(f"conv2d 3x3 s1 p1, batch {r['conv2d'][0]['batch']}     forward ms (GFLOP/s)   input-grad ms (GFLOP/s)   weight-grad ms (GFLOP/s)")
+    L.append(f"conv2d 3x3 s1 p1, batch {r['conv2d'][0]['batch']}   forward ms (GFLOP/s)     "
+             "input-grad ms (GFLOP/s)  weight-grad ms (GFLOP/s)")
     for c in r["conv2d"]:
-        cells = "".join(f"  {c[k]['ms']:9.3f} ({c[k]['gflops']:6.1f})     " for k in ("forward", "input_grad", "weight_grad"))
-        L.append(f"  {c['layer']:18s}{cells}")
+        cells = "".join(f"  {c[k]['ms']:9.3f}{star(c[k])}({c[k]['gflops']:6.1f})      "
+                        for k in ("forward", "input_grad", "weight_grad"))
+        L.append(f"  {c['layer']:16s}{cells}")
     for name, m in r["models"].items():
         L.append("")
-        L.append(f"{name} ({m['layers']} layers, input {m['input_shape']}, {m['forward_mflop_per_example']:.2f} MFLOP/example forward), "
-                 f"Captum, {m['rule']} {m['steps']} steps, target {m['target']}")
+        L.append(f"{name} ({m['layers']} layers, input {m['input_shape']}, "
+                 f"{m['forward_mflop_per_example']:.2f} MFLOP/example forward), "
+                 f"Captum, {m['rule']} {m['steps']} steps, baseline zeros, target {m['target']}")
         for b in ("batch4", "batch1"):
-            ig = m["integrated_gradients"][b]
-            lc = m["conductance"][b]
-            L.append(f"  {b}: IntegratedGradients {ig['ms']:9.2f} ms (~{ig['approx_gflops']:.1f} GFLOP/s)   "
-                     f"LayerConductance, all {m['layers']} layers: {lc['total_ms']:9.2f} ms")
+            ig, lc = m["integrated_gradients"][b], m["conductance"][b]
+            L.append(f"  {b}: IntegratedGradients {ig['ms']:9.2f} ms{star(ig)} (~{ig['approx_gflops']:.1f} GFLOP/s)"
+                     f"   LayerConductance, all {m['layers']} layers: {lc['total_ms']:9.2f} ms{star(lc)}")
             L.append("      per layer ms: " + ", ".join(
                 f"{k} {m['layer_types'][k]} {v:.1f}" for k, v in lc["per_layer_ms"].items()))
     L.append("")
-    L.append("")
-    L.append("cores kept busy by other processes during each section (0 = quiet machine):")
-    L.append("  " + ", ".join(f"{k} {v:.2f}" for k, v in r["other_load"].items()))
     pk = r["peak_rss_mb"]
-    L.append(f"peak RSS of this whole benchmark process: {pk['process_vmhwm']:.0f} MB (VmHWM)")
+    L.append(f"peak RSS of this whole benchmark process: {pk['process']:.0f} MB (VmHWM)")
     if pk["jobs"]:
         L.append("peak RSS of each attribution job alone (fresh process: import torch+captum, build the")
         L.append("model, run the job twice; VmHWM):")
@@ -343,41 +341,31 @@ def table(r):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=10, help="timed runs per figure (median)")
-    ap.add_argument("--quick", action="store_true", help="3 repeats, no per-job memory probes")
+    ap.add_argument("--repeats", type=int, default=10, help="timed samples per figure (median)")
+    ap.add_argument("--max-wait", type=float, default=300, metavar="SECONDS",
+                    help="per figure: how long to wait for quiet samples before accepting disturbed ones")
+    ap.add_argument("--quick", action="store_true", help="3 samples, keep disturbed ones, no memory probes")
     ap.add_argument("--no-export", action="store_true", help="do not (re)write tests/fixtures/bench/")
-    ap.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
-                    help="before each section wait (at most SECONDS) until other processes are quiet")
-    ap.add_argument("--retries", type=int, default=4,
-                    help="re-run a section when other processes were busy during it (default 4)")
     ap.add_argument("--only", choices=JOBS, help=argparse.SUPPRESS)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.only:
         return run_only(a.only)
-    reps = 3 if a.quick else a.repeats
+    if a.quick:
+        a.repeats = 3
     if not a.no_export:
         export_models()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
                platform.processor())
     r = {"torch": torch.__version__, "captum": captum.__version__, "numpy": np.__version__,
-         "threads": a.threads, "repeats": reps,
+         "threads": a.threads, "repeats": a.repeats, "command": " ".join(sys.argv),
          "machine": {"cpu": cpu, "cpus": os.cpu_count(),
-                     "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()},
-         "command": " ".join(sys.argv)}
-    r["other_load"] = {}
-    r["sgemm"] = measured(r, "sgemm", lambda: bench_sgemm(reps), a)
-    r["conv2d"] = measured(r, "conv2d", lambda: bench_conv(reps), a)
-    r["models"] = {}
-    for name in MODELS:
-        m = r["models"][name] = model_info(name)
-        for batch in (4, 1):
-            m["integrated_gradients"][f"batch{batch}"] = measured(
-                r, f"{name}/integrated_gradients/batch{batch}", lambda: bench_ig(name, batch, reps), a)
-            m["conductance"][f"batch{batch}"] = measured(
-                r, f"{name}/conductance/batch{batch}", lambda: bench_lc(name, batch, reps), a)
-    r["peak_rss_mb"] = {"process_ru_maxrss": peak_rss_mb(), "process_vmhwm": proc_status_mb("VmHWM"),
-                        "jobs": {}}
+                     "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}}
+    timer = Timer(a)
+    r["sgemm"] = bench_sgemm(timer)
+    r["conv2d"] = bench_conv(timer)
+    r["models"] = {name: bench_model(name, timer) for name in MODELS}
+    r["peak_rss_mb"] = {"process": proc_status_mb("VmHWM"), "jobs": {}}
     if not a.quick:
         for job in JOBS:
             log(f"memory: {job} ...")
