@@ -30,7 +30,8 @@ use mho_kernels::Float;
 /// Settings of the exact rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ExactOptions {
-    /// Relative tolerance for smooth pieces (adaptive Gauss–Legendre).
+    /// Relative tolerance for smooth pieces (adaptive Gauss–Legendre); in f32 it is raised
+    /// to at least 64 ε (≈ 7.6e-6), what f32 arithmetic can resolve.
     pub tolerance: f64,
     /// The most pieces one example's path may have.
     pub max_pieces: usize,
@@ -444,6 +445,29 @@ pub fn exact_rows<T: Float>(
     )
 }
 
+/// F (each example's target output) at the given path points, without a tape.
+fn outputs_at<T: Float>(
+    model: &Model<T>,
+    x: &Tensor<T>,
+    baseline: &Tensor<T>,
+    targets: &[usize],
+    rows: &[PathRow],
+    chunk_rows: usize,
+) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(chunk_rows.max(1)) {
+        let y = model.forward(&super::path::path_points(x, baseline, chunk)?)?;
+        let k = y.len() / chunk.len();
+        out.extend(
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(r, row)| y.data()[r * k + targets[row.example]].to_f64()),
+        );
+    }
+    Ok(out)
+}
+
 /// Gauss–Legendre rows on [a, b] for one example.
 fn gl_rows(example: usize, a: f64, b: f64, nodes: &[f64], weights: &[f64], out: &mut Vec<PathRow>) {
     for (&t, &w) in nodes.iter().zip(weights) {
@@ -509,19 +533,46 @@ fn refine_smooth<T: Float>(
             }
             Ok(())
         })?;
+        // F at each pending piece's two ends: Σ_j IG_j over a piece must equal F(b) − F(a).
+        let ends: Vec<PathRow> = pending
+            .iter()
+            .flat_map(|&(example, a, b)| {
+                [a, b].map(|alpha| PathRow {
+                    example,
+                    alpha,
+                    weight: 0.0,
+                })
+            })
+            .collect();
+        let f_ends = outputs_at(model, x, baseline, targets, &ends, opts.chunk_rows)?;
         let m = opts.order;
+        let eps = T::epsilon().to_f64();
+        let tolerance = opts.tolerance.max(64.0 * eps);
         let mut next = Vec::new();
         for (p, &(e, a, b)) in pending.iter().enumerate() {
             let base = p * 3 * m;
-            let mut diff = 0.0;
+            let (mut diff, mut total, mut magnitude) = (0.0, 0.0, 0.0);
             for j in 0..u {
                 let sum = |from: usize, to: usize| {
                     (from..to).map(|r| contrib[(base + r) * u + j]).sum::<f64>()
                 };
-                diff += (sum(0, m) - sum(m, 3 * m)).abs();
+                let (whole, halves) = (sum(0, m), sum(m, 3 * m));
+                diff += (whole - halves).abs();
+                total += halves;
+                magnitude += (m..3 * m)
+                    .map(|r| contrib[(base + r) * u + j].abs())
+                    .sum::<f64>();
             }
+            let (fa, fb) = (f_ends[2 * p], f_ends[2 * p + 1]);
             let scale = out_change[e].abs().max(f64::MIN_POSITIVE);
-            if diff <= opts.tolerance * scale * (b - a) || b - a <= 1e-12 {
+            let allowed = tolerance * scale * (b - a);
+            // Accuracy: the m-point estimates on the whole and on the halves agree. Safety net
+            // against both missing a feature between their nodes (e.g. a kink that switches a
+            // unit on near one end): Σ_j IG_j over the piece matches F(b) − F(a) loosely
+            // (F's own rounding, at internal magnitudes unknown here, rules out a tight test).
+            let settled = diff <= allowed + 8.0 * eps * magnitude
+                && (total - (fb - fa)).abs() <= 1e-3 * scale * (b - a) + eps.sqrt() * scale;
+            if settled || b - a <= 1e-12 {
                 let mid = 0.5 * (a + b);
                 accepted.push((e, a, mid));
                 accepted.push((e, mid, b));

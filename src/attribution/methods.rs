@@ -318,7 +318,23 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
         x.shape()
     );
     let n = x.shape()[0];
+    if let Some(i) = model.batch_axes()?.iter().position(|&a| a != 0) {
+        bail!(
+            "layer {i} moves the batch axis away from the front; attribution needs examples along axis 0 in every layer"
+        );
+    }
     let baseline = req.baseline.resolve(x)?;
+    for (what, t) in [("input", x), ("baseline", &baseline)] {
+        if let Some(i) = t.first_non_finite() {
+            let per = t.len() / n;
+            bail!(
+                "--{what}: element {} of example {} is {} (attributions need finite values)",
+                i % per,
+                i / per,
+                t.data()[i]
+            );
+        }
+    }
     let targets = match &req.targets {
         Some(t) => t.clone(),
         None => vec![req.target; n],
