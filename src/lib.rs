@@ -9,8 +9,8 @@
 pub mod attribution;
 pub mod cli;
 pub mod data;
-pub mod experiments;
 mod error;
+pub mod experiments;
 pub mod io;
 pub mod nn;
 pub mod ops;

@@ -59,7 +59,10 @@ impl<T: Float> Tensor<T> {
 
     /// A tensor from `f64` values, converted to `T`.
     pub fn from_f64(shape: &[usize], data: &[f64]) -> Result<Self> {
-        Self::new(shape.to_vec(), data.iter().map(|&v| T::from_f64(v)).collect())
+        Self::new(
+            shape.to_vec(),
+            data.iter().map(|&v| T::from_f64(v)).collect(),
+        )
     }
 
     /// The shape.

@@ -385,12 +385,13 @@ pub fn exact_rows<T: Float>(
             }
             None => {
                 let w = batch[0];
-                ensure!(
-                    w.a1 - w.a0 > 1e-9,
-                    "--rule exact: example {} has too many kinks near alpha {} to walk in memory",
-                    w.example,
-                    w.a0
-                );
+                if w.a1 - w.a0 <= 1e-9 {
+                    bail!(
+                        "--rule exact: example {} has too many kinks near alpha {} to walk in memory",
+                        w.example,
+                        w.a0
+                    );
+                }
                 let mid = 0.5 * (w.a0 + w.a1);
                 stack.push(vec![Window { a0: mid, ..w }]);
                 stack.push(vec![Window { a1: mid, ..w }]);

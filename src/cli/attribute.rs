@@ -4,7 +4,9 @@
 
 use super::predict::Precision;
 use super::{check_writable, emit, with_threads};
-use crate::attribution::{attribute, Baseline, ConductanceForm, ExactOptions, LayerSelection, Method, Request, Rule};
+use crate::attribution::{
+    attribute, Baseline, ConductanceForm, ExactOptions, LayerSelection, Method, Request, Rule,
+};
 use crate::io::{read_input, read_npy};
 use crate::nn::Model;
 use crate::tensor::Tensor;
@@ -70,7 +72,11 @@ fn parse_neuron(s: &str) -> Result<Vec<usize>> {
     s.split(',')
         .map(|p| p.trim().parse::<usize>())
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| Error::new(format!("--neuron: '{s}' is not a comma-separated list of indices")))
+        .map_err(|_| {
+            Error::new(format!(
+                "--neuron: '{s}' is not a comma-separated list of indices"
+            ))
+        })
 }
 
 fn parse_baseline(s: &str) -> Result<Baseline> {
@@ -108,7 +114,11 @@ pub fn request(a: &AttributeArgs) -> Result<Request> {
     if method != Method::NeuronConductance && !a.neuron.is_empty() {
         bail!("--neuron: only neuron-conductance takes neurons");
     }
-    req.neurons = a.neuron.iter().map(|s| parse_neuron(s)).collect::<Result<_>>()?;
+    req.neurons = a
+        .neuron
+        .iter()
+        .map(|s| parse_neuron(s))
+        .collect::<Result<_>>()?;
     req.baseline = parse_baseline(&a.baseline)?;
     req.form = a.conductance_form.parse::<ConductanceForm>()?;
     if a.steps < 1 {
@@ -123,7 +133,11 @@ pub fn request(a: &AttributeArgs) -> Result<Request> {
         if !(a.tolerance > 0.0 && a.tolerance < 1.0) {
             bail!("--tolerance: must be in (0, 1), got {}", a.tolerance);
         }
-        req.exact = Some(ExactOptions { tolerance: a.tolerance, max_pieces: a.max_pieces, ..ExactOptions::default() });
+        req.exact = Some(ExactOptions {
+            tolerance: a.tolerance,
+            max_pieces: a.max_pieces,
+            ..ExactOptions::default()
+        });
     } else {
         req.rule = a.rule.parse::<Rule>()?;
         req.rule.nodes_weights(a.steps)?;

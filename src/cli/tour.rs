@@ -285,8 +285,8 @@ fn tour(a: &TourArgs) -> Result<()> {
         let scores = per_filter(t)?;
         let (c, per) = filter_layout(shape)?;
         let mut maps = Vec::new();
-        for e in 0..picks.len() {
-            for &f in order_desc(&scores[e]).iter().take(4) {
+        for (e, s) in scores.iter().enumerate() {
+            for &f in order_desc(s).iter().take(4) {
                 let m = &t.data()[(e * c + f) * per..(e * c + f + 1) * per];
                 maps.push((format!("img{e} f{f}"), m.to_vec()));
             }
