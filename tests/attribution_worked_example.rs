@@ -9,12 +9,10 @@
 //! of h₂ = (2, 1) and of h₁ = (2, −1); internal influence (1, 2); activation (1, 1.5);
 //! gradient×activation (1, 3); and the `riemann-left`, n = 2 numbers.
 //!
-//! On the last point the page is wrong: it says both nodes (α = 0 and ½) see the gradient
-//! (1, −1), but at α = 0 the path is at the baseline, where z₁ = 0 too, so relu'(0) = 0
-//! switches h₁ off as well and ∂F/∂x(0) = (0, 0). The true riemann-left n = 2 values are
-//! IG = (1, −½) (sum ½, delta −3.5), conductance h₁ = ½, h₂ = 0 (sum ½ — still the IG
-//! total, as the chain rule promises). `doc_riemann_left_numbers_as_stated` checks the
-//! page's numbers and fails; `riemann_left_two_steps_true_values` checks the true ones.
+//! The riemann-left, n = 2 numbers: at α = 0 the path is at the baseline, where z₁ = 0 too,
+//! so relu'(0) = 0 switches h₁ off as well and ∂F/∂x(0) = (0, 0); IG = (1, −½) (sum ½,
+//! delta −3.5), conductance h₁ = ½, h₂ = 0 (sum ½ — the IG total, as the chain rule
+//! promises). (An earlier version of the page had this wrong; this test caught it.)
 
 use mho::attribution::{
     attribute, ConductanceForm, ExactOptions, LayerSelection, Method, Report, Request, Rule,
@@ -201,36 +199,6 @@ fn activation_and_gradient_x_activation() {
     assert_values(r.get("1").unwrap(), &[1.0, 3.0], "gradient×activation of h");
 }
 
-/// The page: "with riemann-left, n = 2 … IG = (2, −1), summing to 1, not 4 (delta = −3).
-/// Tangent-form conductance at the same nodes gives h₁: 1, h₂: 0". Wrong at α = 0 (see the
-/// file's comment); this test states the page's numbers and is expected to fail until the
-/// page is corrected.
-#[test]
-fn doc_riemann_left_numbers_as_stated() {
-    let r = run(&req(
-        Method::IntegratedGradients,
-        Some((Rule::RiemannLeft, 2)),
-        None,
-    ));
-    assert_values(
-        r.get("input").unwrap(),
-        &[2.0, -1.0],
-        "IG (riemann-left, 2)",
-    );
-    assert!((r.delta_of("input").unwrap()[0] + 3.0).abs() <= TOL);
-    let mut c = req(Method::Conductance, Some((Rule::RiemannLeft, 2)), Some("1"));
-    c.form = ConductanceForm::Tangent;
-    assert_values(
-        run(&c).get("1").unwrap(),
-        &[1.0, 0.0],
-        "conductance (riemann-left, 2)",
-    );
-}
-
-/// The true riemann-left, n = 2 values: nodes α = 0 (x' itself: z = (0, −1.5), both units
-/// off under relu'(0) = 0, gradient (0, 0)) and α = ½ (z = (½, 0): only h₁ on, gradient
-/// (1, −1)), weights ½: IG = (2·½·1, 1·½·(−1)) = (1, −½), delta ½ − 4 = −3.5. Conductance:
-/// h₁ = ½·(0 + 1·1) = ½, h₂ = 0, summing to the IG total ½ at this finite n.
 #[test]
 fn riemann_left_two_steps_true_values() {
     let r = run(&req(
