@@ -74,25 +74,37 @@ fn ig_and_conductance(
 proptest! {
     #![proptest_config(config(24))]
 
-    /// Smooth networks, 50-point Gauss–Legendre: the integrand dF/dα is analytic along the
-    /// path, so the rule converges geometrically; at n = 50 the completeness error is at
-    /// rounding level. Scale: max(|ΔF|, Σ|IG_j|) — the size of the summed terms, so a net
-    /// whose IG cancel to a tiny ΔF is not held to an impossible standard.
+    /// Smooth networks, Gauss–Legendre: the integrand dF/dα is analytic along the path, so
+    /// the rule converges geometrically, error ~ ρ^(−2n) with ρ > 1 set by how steep the
+    /// network is. Steep random networks can still be pre-asymptotic at n = 50 (4e-7
+    /// relative was seen), so the test asks for the geometric behaviour itself: at n = 200
+    /// the error is at rounding level or at most 1% of the n = 50 error, and at n = 50 it is
+    /// already below 1e-4 relative. Scale: max(|ΔF|, Σ|IG_j|) — the size of the summed
+    /// terms, so a net whose IG cancel to a tiny ΔF is not held to an impossible standard.
     #[test]
     fn completeness_smooth_gauss_legendre(net in nets(Kind::Smooth)) {
-        let mut req = net.request(Method::IntegratedGradients);
-        req.rule = Rule::GaussLegendre;
-        req.steps = 50;
-        let r = net.run(&req);
-        let ig = r.get("input").unwrap();
+        let run = |steps: usize| {
+            let mut req = net.request(Method::IntegratedGradients);
+            req.rule = Rule::GaussLegendre;
+            req.steps = steps;
+            net.run(&req)
+        };
+        let (r50, r200) = (run(50), run(200));
         let change = net.output_change();
         for e in 0..net.n() {
-            let err = (sum_of(ig, e) - change[e]).abs();
-            let scale = change[e].abs().max(abs_sum_of(ig, e));
-            prop_assert!(err <= 1e-8 * scale, "example {e}: error {err:e}, scale {scale:e}\n{net:?}");
+            let ig50 = r50.get("input").unwrap();
+            let ig200 = r200.get("input").unwrap();
+            let err50 = (sum_of(ig50, e) - change[e]).abs();
+            let err200 = (sum_of(ig200, e) - change[e]).abs();
+            let scale = change[e].abs().max(abs_sum_of(ig50, e));
+            prop_assert!(err50 <= 1e-4 * scale, "example {e}: n=50 error {err50:e}, scale {scale:e}\n{net:?}");
+            prop_assert!(
+                err200 <= (1e-10 * scale).max(0.01 * err50),
+                "example {e}: n=200 error {err200:e} vs n=50 error {err50:e}, scale {scale:e}\n{net:?}"
+            );
             // The reported delta is that error, signed.
-            let d = r.delta_of("input").unwrap()[e];
-            prop_assert!((d - (sum_of(ig, e) - change[e])).abs() <= 1e-12 * scale);
+            let d = r50.delta_of("input").unwrap()[e];
+            prop_assert!((d - (sum_of(ig50, e) - change[e])).abs() <= 1e-12 * scale);
         }
     }
 

@@ -14,9 +14,7 @@
 //! delta −3.5), conductance h₁ = ½, h₂ = 0 (sum ½ — the IG total, as the chain rule
 //! promises). (An earlier version of the page had this wrong; this test caught it.)
 
-use mho::attribution::{
-    attribute, ConductanceForm, ExactOptions, LayerSelection, Method, Report, Request, Rule,
-};
+use mho::attribution::{attribute, ExactOptions, LayerSelection, Method, Report, Request, Rule};
 use mho::nn::{Architecture, LayerSpec, Model};
 use mho::Tensor;
 

@@ -178,15 +178,18 @@ fn envelope_breaks(cand: &[(f64, f64)], out: &mut Vec<f64>) {
         }
     }
     let mut s = 0.0;
-    loop {
+    // Each step moves to a strictly steeper candidate, so there are fewer steps than
+    // candidates; the cap also guards against NaN (which every comparison rejects).
+    for _ in 0..cand.len() {
         let (va, da) = cand[active];
         let mut next: Option<(f64, usize)> = None;
         for (j, &(vj, dj)) in cand.iter().enumerate() {
-            if dj <= da {
+            if dj.partial_cmp(&da) != Some(std::cmp::Ordering::Greater) {
                 continue;
             }
             let t = (va - vj) / (dj - da);
-            if t <= s || t >= 1.0 {
+            let inside = t.partial_cmp(&s) == Some(std::cmp::Ordering::Greater) && t < 1.0;
+            if !inside {
                 continue;
             }
             match next {
@@ -446,7 +449,8 @@ pub fn exact_rows<T: Float>(
     )
 }
 
-/// F (each example's target output) at the given path points, without a tape.
+/// F (each example's target output) at the given path points, without a tape, and for
+/// each point the largest magnitude of any layer's value there (the scale of F's rounding).
 fn outputs_at<T: Float>(
     model: &Model<T>,
     x: &Tensor<T>,
@@ -454,19 +458,31 @@ fn outputs_at<T: Float>(
     targets: &[usize],
     rows: &[PathRow],
     chunk_rows: usize,
-) -> Result<Vec<f64>> {
-    let mut out = Vec::with_capacity(rows.len());
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let mut f = Vec::with_capacity(rows.len());
+    let mut magnitude = vec![0.0f64; rows.len()];
+    let mut start = 0;
     for chunk in rows.chunks(chunk_rows.max(1)) {
-        let y = model.forward(&super::path::path_points(x, baseline, chunk)?)?;
+        let points = super::path::path_points(x, baseline, chunk)?;
+        let outs = model.forward_all(&points)?;
+        for t in std::iter::once(&points).chain(&outs) {
+            let per = t.len() / chunk.len();
+            for (r, m) in magnitude[start..start + chunk.len()].iter_mut().enumerate() {
+                let row = &t.data()[r * per..(r + 1) * per];
+                *m = row.iter().fold(*m, |acc, v| acc.max(v.to_f64().abs()));
+            }
+        }
+        let y = outs.last().unwrap_or(&points);
         let k = y.len() / chunk.len();
-        out.extend(
+        f.extend(
             chunk
                 .iter()
                 .enumerate()
                 .map(|(r, row)| y.data()[r * k + targets[row.example]].to_f64()),
         );
+        start += chunk.len();
     }
-    Ok(out)
+    Ok((f, magnitude))
 }
 
 /// Gauss–Legendre rows on [a, b] for one example.
@@ -545,7 +561,7 @@ fn refine_smooth<T: Float>(
                 })
             })
             .collect();
-        let f_ends = outputs_at(model, x, baseline, targets, &ends, opts.chunk_rows)?;
+        let (f_ends, m_ends) = outputs_at(model, x, baseline, targets, &ends, opts.chunk_rows)?;
         let m = opts.order;
         let eps = T::epsilon().to_f64();
         let tolerance = opts.tolerance.max(64.0 * eps);
@@ -569,10 +585,11 @@ fn refine_smooth<T: Float>(
             let allowed = tolerance * scale * (b - a);
             // Accuracy: the m-point estimates on the whole and on the halves agree. Safety net
             // against both missing a feature between their nodes (e.g. a kink that switches a
-            // unit on near one end): Σ_j IG_j over the piece matches F(b) − F(a) loosely
-            // (F's own rounding, at internal magnitudes unknown here, rules out a tight test).
+            // unit on near one end, where no node of either looks): Σ_j IG_j over the piece
+            // matches F(b) − F(a), up to F's own rounding at the network's internal magnitudes.
+            let rounding = 64.0 * eps * (m_ends[2 * p] + m_ends[2 * p + 1]);
             let settled = diff <= allowed + 8.0 * eps * magnitude
-                && (total - (fb - fa)).abs() <= 1e-3 * scale * (b - a) + eps.sqrt() * scale;
+                && (total - (fb - fa)).abs() <= allowed + rounding;
             if settled || b - a <= 1e-12 {
                 let mid = 0.5 * (a + b);
                 accepted.push((e, a, mid));
