@@ -63,6 +63,11 @@ pub struct AttributeArgs {
     /// Where to write the JSON (stdout when omitted).
     #[arg(long, value_name = "FILE.json")]
     pub out: Option<PathBuf>,
+    /// Also draw the attributions as a PNG: input attributions over the input image, a
+    /// layer's as a grid of its channels (one file per reported name, `FILE-NAME.png`, when
+    /// there are several).
+    #[arg(long, value_name = "FILE.png")]
+    pub heatmap: Option<PathBuf>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -155,6 +160,9 @@ fn run_typed<T: Float>(a: &AttributeArgs, req: &Request) -> Result<String> {
     }
     let x: Tensor<T> = read_input(&a.input, model.input_shape(), false)?;
     let report = attribute(&model, &x, req)?;
+    if let Some(path) = &a.heatmap {
+        crate::viz::save_report_pictures(&report, &x.cast(), path)?;
+    }
     let mut s = report.to_json().to_string();
     s.push('\n');
     Ok(s)
@@ -164,6 +172,9 @@ fn run_typed<T: Float>(a: &AttributeArgs, req: &Request) -> Result<String> {
 pub fn run(a: AttributeArgs) -> Result<()> {
     if let Some(out) = &a.out {
         check_writable(out, "--out")?;
+    }
+    if let Some(png) = &a.heatmap {
+        check_writable(png, "--heatmap")?;
     }
     let req = request(&a)?;
     let text = with_threads(a.threads, || match a.precision {
