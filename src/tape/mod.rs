@@ -65,21 +65,6 @@ pub trait Op<T: Float>: Send + Sync {
     fn linearity(&self) -> Linearity {
         Linearity::Smooth
     }
-
-    /// For piecewise-linear ops: for each row r (index along axis 0 of the output), lowers
-    /// `next[r]` to the smallest t > `min_step` at which the inputs moving along their
-    /// tangents, x + t·ẋ, cross a kink of the op's active piece. The active piece at t = 0
-    /// is the one entered for small t > 0 (ties are broken by the tangents). Other ops
-    /// leave `next` unchanged.
-    fn next_kink(
-        &self,
-        _inputs: &[&Tensor<T>],
-        _tangents: &[Option<&Tensor<T>>],
-        _min_step: f64,
-        _next: &mut [f64],
-    ) -> Result<()> {
-        Ok(())
-    }
 }
 
 struct Node<T: Float> {
