@@ -100,17 +100,16 @@ fn max_plane<T: Float>(
             // and NaNs.
             let mut best = row.first * g.in_w + col.first;
             let mut max = neg_inf;
+            // Plain index loops: windows are tiny (2×2, 3×3), so iterator set-up per
+            // window would cost more than the comparisons.
             for a in 0..row.count {
                 let row_start = (row.first + a * dh) * g.in_w + col.first;
-                for (b, &v) in x_plane[row_start..]
-                    .iter()
-                    .step_by(dw)
-                    .take(col.count)
-                    .enumerate()
-                {
+                for b in 0..col.count {
+                    let index = row_start + b * dw;
+                    let v = x_plane[index];
                     if v > max || v.is_nan() {
                         max = v;
-                        best = row_start + b * dw;
+                        best = index;
                     }
                 }
             }
