@@ -116,19 +116,14 @@ fn conductance(
 ) -> Result<Report> {
     let mut req = Request::new(Method::Conductance, targets[0]);
     req.targets = Some(targets.to_vec());
-    req.layers = LayerSelection::All;
+    // "input" first: its conductance is integrated gradients, from the same rows.
+    let mut names = vec!["input".to_string()];
+    names.extend(model.layer_names());
+    req.layers = LayerSelection::Names(names);
     if exact {
         req.exact = Some(ExactOptions::default());
     }
-    let mut r = attribute(&model.cast::<f64>(), &x.cast(), &req)?;
-    if exact {
-        // Integrated gradients come from the same rows; ask for them under "input".
-        req.layers = LayerSelection::Names(vec!["input".into()]);
-        let ig = attribute(&model.cast::<f64>(), &x.cast(), &req)?;
-        r.attributions.extend(ig.attributions);
-        r.delta.extend(ig.delta);
-    }
-    Ok(r)
+    attribute(&model.cast::<f64>(), &x.cast(), &req)
 }
 
 fn write_png(canvas: &crate::viz::Canvas, dir: &Path, name: &str) -> Result<String> {
@@ -257,14 +252,7 @@ fn tour(a: &TourArgs) -> Result<()> {
             let per = t.len() / t.shape()[0];
             Ok(t.data()[..per].iter().sum())
         };
-        let (g, ex) = (
-            if i == 0 {
-                igsum_gl(&model, &x, &predicted)?
-            } else {
-                sum(&gl)?
-            },
-            sum(&exact)?,
-        );
+        let (g, ex) = (sum(&gl)?, sum(&exact)?);
         writeln!(
             md,
             "| {name} | {kind} | {g:.9} | {:.1e} | {ex:.12} | {:.1e} |",
@@ -384,15 +372,6 @@ fn tour(a: &TourArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn igsum_gl(model: &Model<f32>, x: &Tensor<f32>, targets: &[usize]) -> Result<f64> {
-    let mut req = Request::new(Method::IntegratedGradients, targets[0]);
-    req.targets = Some(targets.to_vec());
-    let r = attribute(&model.cast::<f64>(), &x.cast(), &req)?;
-    let t = r.get("input").ok_or_else(|| Error::new("tour: no IG"))?;
-    let per = t.len() / t.shape()[0];
-    Ok(t.data()[..per].iter().sum())
 }
 
 /// The completeness-error-against-steps plot of a convergence study.
