@@ -186,8 +186,13 @@ impl Request {
     }
 }
 
-/// One row's adjoint and value at the previous node (difference form).
-type AdjointAndValue<T> = (Vec<T>, Vec<T>);
+/// Difference form: one layer's adjoint and value at each example's previous node,
+/// [N · units] each, reused from node to node (no allocation per row).
+struct PreviousNode<T> {
+    adjoint: Vec<T>,
+    value: Vec<T>,
+    seen: Vec<bool>,
+}
 
 /// A layer resolved to its position: `None` is the input.
 #[derive(Clone, Debug)]
@@ -424,7 +429,17 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
     };
     let mut neuron_accs: Vec<Vec<f64>> = vec![vec![0.0; x.len()]; neuron_flat.len()];
     // Difference form: per layer and example, the previous node's adjoint and value.
-    let mut prev: Vec<Vec<Option<AdjointAndValue<T>>>> = vec![vec![None; n]; layers.len()];
+    let mut prev: Vec<PreviousNode<T>> = layers
+        .iter()
+        .map(|l| {
+            let size = n * layer_shape(l).iter().product::<usize>();
+            PreviousNode {
+                adjoint: vec![T::ZERO; size],
+                value: vec![T::ZERO; size],
+                seen: vec![false; n],
+            }
+        })
+        .collect();
 
     sweep(model, x, &baseline, &targets, &rows, opts, |chunk| {
         let rows = chunk.rows;
@@ -458,13 +473,20 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
                             &adj.data()[r * u..(r + 1) * u],
                             &value.data()[r * u..(r + 1) * u],
                         );
-                        if let Some((pa, py)) = &prev[li][e] {
+                        let p = &mut prev[li];
+                        let (pa, py) = (
+                            &mut p.adjoint[e * u..(e + 1) * u],
+                            &mut p.value[e * u..(e + 1) * u],
+                        );
+                        if p.seen[e] {
                             let out = &mut acc[e * u..(e + 1) * u];
                             for (i, o) in out.iter_mut().enumerate() {
                                 *o += pa[i].to_f64() * (y_r[i].to_f64() - py[i].to_f64());
                             }
                         }
-                        prev[li][e] = Some((a_r.to_vec(), y_r.to_vec()));
+                        pa.copy_from_slice(a_r);
+                        py.copy_from_slice(y_r);
+                        p.seen[e] = true;
                     }
                 }
                 (Method::InternalInfluence, _) => accumulate(acc, rows, adj.data(), None, false),
