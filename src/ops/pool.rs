@@ -256,7 +256,77 @@ macro_rules! max_pool_op {
 max_pool_op!(MaxPool2d, "max_pool2d");
 max_pool_op!(MaxPool1d, "max_pool1d");
 
-impl AvgPool2d {
+/// A pooling kernel's result.
+type KernelResult = std::result::Result<(), KernelError>;
+
+/// A linear pooling op (average pooling): a kernel geometry planned from the input shape,
+/// and forward and backward kernels over it. Its JVP is its forward map on the tangent.
+trait LinearPool {
+    /// The op's name, for errors.
+    const NAME: &'static str;
+    /// The kernel geometry.
+    type Geometry;
+
+    /// The kernel geometry and the output shape for an input shape.
+    fn plan(&self, shape: &[usize]) -> Result<(Self::Geometry, Vec<usize>)>;
+
+    /// Runs the forward kernel: x → y.
+    fn forward_kernel<T: Float>(&self, g: &Self::Geometry, x: &[T], y: &mut [T]) -> KernelResult;
+
+    /// Runs the backward kernel: dy → dx.
+    fn backward_kernel<T: Float>(&self, g: &Self::Geometry, dy: &[T], dx: &mut [T])
+        -> KernelResult;
+}
+
+/// A linear pooling's forward map.
+fn linear_apply<P: LinearPool, T: Float>(op: &P, x: &Tensor<T>) -> Result<Tensor<T>> {
+    let (g, out_shape) = op.plan(x.shape())?;
+    let mut y = Tensor::zeros(&out_shape);
+    let r = op.forward_kernel(&g, x.data(), y.data_mut());
+    kernel(P::NAME, x.shape(), r)?;
+    Ok(y)
+}
+
+/// A linear pooling's VJP: the backward kernel on the output gradient.
+fn linear_vjp<P: LinearPool, T: Float>(
+    op: &P,
+    x: &[&Tensor<T>],
+    y: &Tensor<T>,
+    g: &Tensor<T>,
+    needs: &[bool],
+) -> Result<Vec<Option<Tensor<T>>>> {
+    check_vjp(P::NAME, x, needs, 1)?;
+    let (geometry, out_shape) = op.plan(x[0].shape())?;
+    check_output(P::NAME, y, Some(g), &out_shape)?;
+    if !needs[0] {
+        return Ok(vec![None]);
+    }
+    let mut dx = Tensor::zeros(x[0].shape());
+    let r = op.backward_kernel(&geometry, g.data(), dx.data_mut());
+    kernel(P::NAME, x[0].shape(), r)?;
+    Ok(vec![Some(dx)])
+}
+
+/// A linear pooling's JVP: the forward map on the tangent.
+fn linear_jvp<P: LinearPool, T: Float>(
+    op: &P,
+    x: &[&Tensor<T>],
+    y: &Tensor<T>,
+    t: &[Option<&Tensor<T>>],
+) -> Result<Tensor<T>> {
+    check_jvp(P::NAME, x, t, 1)?;
+    let (_, out_shape) = op.plan(x[0].shape())?;
+    check_output(P::NAME, y, None, &out_shape)?;
+    match t[0] {
+        Some(t) => linear_apply(op, t),
+        None => Ok(Tensor::zeros(&out_shape)),
+    }
+}
+
+impl LinearPool for AvgPool2d {
+    const NAME: &'static str = "avg_pool2d";
+    type Geometry = Pool2dGeometry;
+
     fn plan(&self, shape: &[usize]) -> Result<(Pool2dGeometry, Vec<usize>)> {
         let p = Planes::of("avg_pool2d", shape, 2)?;
         let g = Pool2dGeometry::new(
@@ -273,12 +343,17 @@ impl AvgPool2d {
         Ok((g, p.out_shape([g.out_h, g.out_w])))
     }
 
-    fn apply<T: Float>(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
-        let (g, out_shape) = self.plan(x.shape())?;
-        let mut y = Tensor::zeros(&out_shape);
-        let r = avg_pool2d_forward(&g, self.count_include_pad, x.data(), y.data_mut());
-        kernel("avg_pool2d", x.shape(), r)?;
-        Ok(y)
+    fn forward_kernel<T: Float>(&self, g: &Self::Geometry, x: &[T], y: &mut [T]) -> KernelResult {
+        avg_pool2d_forward(g, self.count_include_pad, x, y)
+    }
+
+    fn backward_kernel<T: Float>(
+        &self,
+        g: &Self::Geometry,
+        dy: &[T],
+        dx: &mut [T],
+    ) -> KernelResult {
+        avg_pool2d_backward(g, self.count_include_pad, dy, dx)
     }
 }
 
@@ -289,7 +364,7 @@ impl<T: Float> Op<T> for AvgPool2d {
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         expect_inputs("avg_pool2d", x, 1)?;
-        self.apply(x[0])
+        linear_apply(self, x[0])
     }
 
     fn vjp(
@@ -299,26 +374,11 @@ impl<T: Float> Op<T> for AvgPool2d {
         g: &Tensor<T>,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        check_vjp("avg_pool2d", x, needs, 1)?;
-        let (geometry, out_shape) = self.plan(x[0].shape())?;
-        check_output("avg_pool2d", y, Some(g), &out_shape)?;
-        if !needs[0] {
-            return Ok(vec![None]);
-        }
-        let mut dx = Tensor::zeros(x[0].shape());
-        let r = avg_pool2d_backward(&geometry, self.count_include_pad, g.data(), dx.data_mut());
-        kernel("avg_pool2d", x[0].shape(), r)?;
-        Ok(vec![Some(dx)])
+        linear_vjp(self, x, y, g, needs)
     }
 
     fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
-        check_jvp("avg_pool2d", x, t, 1)?;
-        let (_, out_shape) = self.plan(x[0].shape())?;
-        check_output("avg_pool2d", y, None, &out_shape)?;
-        match t[0] {
-            Some(t) => self.apply(t),
-            None => Ok(Tensor::zeros(&out_shape)),
-        }
+        linear_jvp(self, x, y, t)
     }
 
     fn linearity(&self) -> Linearity {
@@ -326,7 +386,10 @@ impl<T: Float> Op<T> for AvgPool2d {
     }
 }
 
-impl AdaptiveAvgPool2d {
+impl LinearPool for AdaptiveAvgPool2d {
+    const NAME: &'static str = "adaptive_avg_pool2d";
+    type Geometry = AdaptivePool2dGeometry;
+
     fn plan(&self, shape: &[usize]) -> Result<(AdaptivePool2dGeometry, Vec<usize>)> {
         let p = Planes::of("adaptive_avg_pool2d", shape, 2)?;
         let g = AdaptivePool2dGeometry::new(p.batch, p.channels, p.hw, self.output_size);
@@ -334,12 +397,17 @@ impl AdaptiveAvgPool2d {
         Ok((g, p.out_shape([g.out_h, g.out_w])))
     }
 
-    fn apply<T: Float>(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
-        let (g, out_shape) = self.plan(x.shape())?;
-        let mut y = Tensor::zeros(&out_shape);
-        let r = adaptive_avg_pool2d_forward(&g, x.data(), y.data_mut());
-        kernel("adaptive_avg_pool2d", x.shape(), r)?;
-        Ok(y)
+    fn forward_kernel<T: Float>(&self, g: &Self::Geometry, x: &[T], y: &mut [T]) -> KernelResult {
+        adaptive_avg_pool2d_forward(g, x, y)
+    }
+
+    fn backward_kernel<T: Float>(
+        &self,
+        g: &Self::Geometry,
+        dy: &[T],
+        dx: &mut [T],
+    ) -> KernelResult {
+        adaptive_avg_pool2d_backward(g, dy, dx)
     }
 }
 
@@ -350,7 +418,7 @@ impl<T: Float> Op<T> for AdaptiveAvgPool2d {
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         expect_inputs("adaptive_avg_pool2d", x, 1)?;
-        self.apply(x[0])
+        linear_apply(self, x[0])
     }
 
     fn vjp(
@@ -360,26 +428,11 @@ impl<T: Float> Op<T> for AdaptiveAvgPool2d {
         g: &Tensor<T>,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
-        check_vjp("adaptive_avg_pool2d", x, needs, 1)?;
-        let (geometry, out_shape) = self.plan(x[0].shape())?;
-        check_output("adaptive_avg_pool2d", y, Some(g), &out_shape)?;
-        if !needs[0] {
-            return Ok(vec![None]);
-        }
-        let mut dx = Tensor::zeros(x[0].shape());
-        let r = adaptive_avg_pool2d_backward(&geometry, g.data(), dx.data_mut());
-        kernel("adaptive_avg_pool2d", x[0].shape(), r)?;
-        Ok(vec![Some(dx)])
+        linear_vjp(self, x, y, g, needs)
     }
 
     fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
-        check_jvp("adaptive_avg_pool2d", x, t, 1)?;
-        let (_, out_shape) = self.plan(x[0].shape())?;
-        check_output("adaptive_avg_pool2d", y, None, &out_shape)?;
-        match t[0] {
-            Some(t) => self.apply(t),
-            None => Ok(Tensor::zeros(&out_shape)),
-        }
+        linear_jvp(self, x, y, t)
     }
 
     fn linearity(&self) -> Linearity {
