@@ -54,6 +54,16 @@ fn scaled_grad<T: Float>(g: &Tensor<T>, need: bool, c: T) -> Result<Option<Tenso
     need.then(|| map_tensor(g, |v| c * v)).transpose()
 }
 
+/// f(g, v) elementwise for a gradient and an input of its shape, when needed.
+fn zip_grad<T: Float>(
+    g: &Tensor<T>,
+    v: &Tensor<T>,
+    need: bool,
+    f: impl Fn(T, T) -> T + Sync,
+) -> Result<Option<Tensor<T>>> {
+    need.then(|| zip_tensors(g, v, f)).transpose()
+}
+
 /// a + b.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Add;
@@ -158,16 +168,8 @@ impl<T: Float> Op<T> for Mul {
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<T>>>> {
         binary_vjp("mul", x, y, g, needs)?;
-        let da = if needs[0] {
-            Some(zip_tensors(g, x[1], |g, b| g * b)?)
-        } else {
-            None
-        };
-        let db = if needs[1] {
-            Some(zip_tensors(g, x[0], |g, a| g * a)?)
-        } else {
-            None
-        };
+        let da = zip_grad(g, x[1], needs[0], |g, b| g * b)?;
+        let db = zip_grad(g, x[0], needs[1], |g, a| g * a)?;
         Ok(vec![da, db])
     }
 
@@ -209,20 +211,16 @@ impl<T: Float> Op<T> for Div {
     ) -> Result<Vec<Option<Tensor<T>>>> {
         binary_vjp("div", x, y, g, needs)?;
         // ∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = −a/b².
-        let da = if needs[0] {
-            Some(zip_tensors(g, x[1], |g, b| g / b)?)
-        } else {
-            None
-        };
-        let db = if needs[1] {
-            let (a, b) = (x[0].data(), x[1].data());
-            let data = (0..a.len())
-                .map(|i| -g.data()[i] * a[i] / (b[i] * b[i]))
-                .collect();
-            Some(Tensor::new(x[1].shape().to_vec(), data)?)
-        } else {
-            None
-        };
+        let da = zip_grad(g, x[1], needs[0], |g, b| g / b)?;
+        let db = needs[1]
+            .then(|| {
+                let (a, b) = (x[0].data(), x[1].data());
+                let data = (0..a.len())
+                    .map(|i| -g.data()[i] * a[i] / (b[i] * b[i]))
+                    .collect();
+                Tensor::new(x[1].shape().to_vec(), data)
+            })
+            .transpose()?;
         Ok(vec![da, db])
     }
 
