@@ -234,13 +234,7 @@ impl LayerSpec {
                 in_features,
                 out_features,
                 bias,
-            } => {
-                let mut p = vec![("weight", vec![out_features, in_features])];
-                if bias {
-                    p.push(("bias", vec![out_features]));
-                }
-                p
-            }
+            } => weight_and_bias(vec![out_features, in_features], bias),
             LayerSpec::Conv2d {
                 in_channels,
                 out_channels,
@@ -248,21 +242,15 @@ impl LayerSpec {
                 groups,
                 bias,
                 ..
-            } => {
-                let mut p = vec![(
-                    "weight",
-                    vec![
-                        out_channels,
-                        in_channels / groups,
-                        kernel_size[0],
-                        kernel_size[1],
-                    ],
-                )];
-                if bias {
-                    p.push(("bias", vec![out_channels]));
-                }
-                p
-            }
+            } => weight_and_bias(
+                vec![
+                    out_channels,
+                    in_channels / groups,
+                    kernel_size[0],
+                    kernel_size[1],
+                ],
+                bias,
+            ),
             LayerSpec::Conv1d {
                 in_channels,
                 out_channels,
@@ -270,16 +258,7 @@ impl LayerSpec {
                 groups,
                 bias,
                 ..
-            } => {
-                let mut p = vec![(
-                    "weight",
-                    vec![out_channels, in_channels / groups, kernel_size],
-                )];
-                if bias {
-                    p.push(("bias", vec![out_channels]));
-                }
-                p
-            }
+            } => weight_and_bias(vec![out_channels, in_channels / groups, kernel_size], bias),
             LayerSpec::BatchNorm2d {
                 num_features,
                 affine,
@@ -472,6 +451,17 @@ impl LayerSpec {
         }
         Value::Object(m)
     }
+}
+
+/// A weight of the given shape, then (if the layer has one) a bias with one element per
+/// output, `weight[0]`: the parameters of Linear and Conv layers.
+fn weight_and_bias(weight: Vec<usize>, bias: bool) -> Vec<(&'static str, Vec<usize>)> {
+    let out = weight[0];
+    let mut p = vec![("weight", weight)];
+    if bias {
+        p.push(("bias", vec![out]));
+    }
+    p
 }
 
 /// Reads a convolution's `padding`, which may also be `"valid"` or `"same"` (as in
