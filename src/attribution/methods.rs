@@ -161,7 +161,8 @@ pub struct Request {
     pub steps: usize,
     /// Conductance estimator.
     pub form: ConductanceForm,
-    /// Steps per chunk (memory bound).
+    /// Steps per chunk (memory bound); 0 chooses automatically, so that a chunk's layer
+    /// values number about [`AUTO_CHUNK_ELEMENTS`].
     pub batch_steps: usize,
     /// `Some` for `--rule exact` (then `rule` and `steps` are not used).
     pub exact: Option<ExactOptions>,
@@ -180,7 +181,7 @@ impl Request {
             rule: Rule::GaussLegendre,
             steps: 50,
             form: ConductanceForm::Tangent,
-            batch_steps: 50,
+            batch_steps: 0,
             exact: None,
         }
     }
@@ -193,6 +194,10 @@ struct PreviousNode<T> {
     value: Vec<T>,
     seen: Vec<bool>,
 }
+
+/// With automatic chunking, the number of layer-value elements one chunk's rows hold
+/// (each also gets an adjoint, and a tangent for conductance): 2²⁴, 64 MB in f32.
+pub const AUTO_CHUNK_ELEMENTS: usize = 1 << 24;
 
 /// A layer resolved to its position: `None` is the input.
 #[derive(Clone, Debug)]
@@ -376,7 +381,15 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
             );
         }
     }
-    ensure!(req.batch_steps >= 1, "--batch-steps: must be at least 1");
+    let per_row: usize = shapes
+        .iter()
+        .map(|s| s.iter().product::<usize>())
+        .sum::<usize>()
+        + x.len() / n;
+    let batch_steps = match req.batch_steps {
+        0 => (AUTO_CHUNK_ELEMENTS / (per_row.max(1) * n)).max(1),
+        k => k,
+    };
     let out_change: Vec<f64> = out_x.iter().zip(&out_b).map(|(a, b)| a - b).collect();
     let mut pieces = None;
     let mut evaluations = 0usize;
@@ -390,7 +403,7 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
             req.form == ConductanceForm::Tangent,
             "--conductance-form: the exact rule integrates each linear piece exactly; the difference form does not apply"
         );
-        opts.chunk_rows = req.batch_steps.saturating_mul(n);
+        opts.chunk_rows = batch_steps.saturating_mul(n);
         let found = exact_rows(model, x, &baseline, &targets, &out_change, &opts)?;
         evaluations += found.backward_rows;
         pieces = Some(found.pieces);
@@ -410,7 +423,7 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
     let opts = SweepOptions {
         tangents: req.method == Method::Conductance && req.form == ConductanceForm::Tangent,
         adjoints: req.method != Method::Activation,
-        chunk_rows: req.batch_steps.saturating_mul(n),
+        chunk_rows: batch_steps.saturating_mul(n),
     };
     let direction = x.zip_map(&baseline, |a, b| a - b)?;
     let mut accs: Vec<Vec<f64>> = layers

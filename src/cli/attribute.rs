@@ -51,9 +51,10 @@ pub struct AttributeArgs {
     /// The float type to compute in (f64 promotes weights and inputs).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
-    /// Path steps per batched pass (memory is bounded by this, not by --steps).
-    #[arg(long, value_name = "K", default_value_t = 50)]
-    pub batch_steps: usize,
+    /// Path steps per batched pass (memory is bounded by this, not by --steps); default:
+    /// chosen so that a pass holds about 2^24 layer values.
+    #[arg(long, value_name = "K")]
+    pub batch_steps: Option<usize>,
     /// Relative tolerance of the exact rule on smooth pieces.
     #[arg(long, value_name = "TOL", default_value_t = 1e-10)]
     pub tolerance: f64,
@@ -130,8 +131,8 @@ pub fn request(a: &AttributeArgs) -> Result<Request> {
         bail!("--steps: must be at least 1");
     }
     req.steps = a.steps;
-    req.batch_steps = a.batch_steps;
-    if a.batch_steps < 1 {
+    req.batch_steps = a.batch_steps.unwrap_or(0);
+    if a.batch_steps == Some(0) {
         bail!("--batch-steps: must be at least 1");
     }
     if a.rule == "exact" {
