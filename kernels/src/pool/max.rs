@@ -46,31 +46,89 @@ pub fn max_pool2d_forward<T: Float>(
     );
     let in_plane = g.in_h * g.in_w;
     let out_plane = g.out_h * g.out_w;
-    let plane = |(p, (y_plane, argmax_plane)): (usize, (&mut [T], &mut [usize]))| {
-        let x_plane = &x[p * in_plane..][..in_plane];
-        max_plane(
-            g,
-            &rows,
-            &cols,
-            x_plane,
-            p * in_plane,
-            y_plane,
-            argmax_plane,
-        );
+    // The common 2×2, stride 2 window lying wholly inside the input gets straight-line code.
+    let two_by_two = g.kernel == [2, 2]
+        && g.stride == [2, 2]
+        && g.padding == [0, 0]
+        && g.dilation == [1, 1]
+        && 2 * g.out_h <= g.in_h
+        && 2 * g.out_w <= g.in_w;
+    // Tasks of whole planes, at least ~4096 outputs each: small planes (8×8 images) would
+    // otherwise cost more in task overhead than in comparisons.
+    let per_task = (4096 / out_plane.max(1)).max(1);
+    let group = |(t, (y_group, argmax_group)): (usize, (&mut [T], &mut [usize]))| {
+        let outputs = y_group
+            .chunks_mut(out_plane)
+            .zip(argmax_group.chunks_mut(out_plane));
+        for (i, (y_plane, argmax_plane)) in outputs.enumerate() {
+            let p = t * per_task + i;
+            let x_plane = &x[p * in_plane..][..in_plane];
+            if two_by_two {
+                max_plane_2x2(g, x_plane, p * in_plane, y_plane, argmax_plane);
+            } else {
+                max_plane(
+                    g,
+                    &rows,
+                    &cols,
+                    x_plane,
+                    p * in_plane,
+                    y_plane,
+                    argmax_plane,
+                );
+            }
+        }
     };
     let planes = g.batch * g.channels;
-    if worth_parallel(planes, y.len() * g.kernel[0] * g.kernel[1]) {
-        y.par_chunks_mut(out_plane)
-            .zip(argmax.par_chunks_mut(out_plane))
+    let chunk = out_plane * per_task;
+    if worth_parallel(
+        planes.div_ceil(per_task),
+        y.len() * g.kernel[0] * g.kernel[1],
+    ) {
+        y.par_chunks_mut(chunk)
+            .zip(argmax.par_chunks_mut(chunk))
             .enumerate()
-            .for_each(plane);
+            .for_each(group);
     } else {
-        y.chunks_mut(out_plane)
-            .zip(argmax.chunks_mut(out_plane))
+        y.chunks_mut(chunk)
+            .zip(argmax.chunks_mut(chunk))
             .enumerate()
-            .for_each(plane);
+            .for_each(group);
     }
     Ok(())
+}
+
+/// [`max_plane`] for 2×2 windows at stride 2, no padding or dilation, every window inside
+/// the input: the same scan order and rule (start from −∞, take strictly greater values and
+/// NaNs), unrolled.
+fn max_plane_2x2<T: Float>(
+    g: &Pool2dGeometry,
+    x_plane: &[T],
+    base: usize,
+    y_plane: &mut [T],
+    argmax_plane: &mut [usize],
+) {
+    let w = g.in_w;
+    let neg_inf = T::from_f64(f64::NEG_INFINITY);
+    for oh in 0..g.out_h {
+        let top = 2 * oh * w;
+        let y_row = &mut y_plane[oh * g.out_w..(oh + 1) * g.out_w];
+        let a_row = &mut argmax_plane[oh * g.out_w..(oh + 1) * g.out_w];
+        for (ow, (y, argmax)) in y_row.iter_mut().zip(a_row.iter_mut()).enumerate() {
+            let i = top + 2 * ow;
+            let taps = [i, i + 1, i + w, i + w + 1];
+            let mut best = i;
+            let mut max = neg_inf;
+            for index in taps {
+                let v = x_plane[index];
+                if v > max || v.is_nan() {
+                    max = v;
+                    best = index;
+                }
+            }
+            *y = max;
+            *argmax = base + best;
+        }
+    }
 }
 
 /// Max pooling of one plane; `base` is the plane's offset in the whole input.
