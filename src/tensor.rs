@@ -178,11 +178,6 @@ impl<T: Float> Tensor<T> {
             .sum())
     }
 
-    /// Sum of all elements, accumulated in f64.
-    pub fn sum_f64(&self) -> f64 {
-        self.data.iter().map(|v| v.to_f64()).sum()
-    }
-
     /// The first element's index path that is NaN or infinite, if any.
     pub fn first_non_finite(&self) -> Option<usize> {
         self.data.iter().position(|v| !v.is_finite())

@@ -316,10 +316,6 @@ fn accumulate<T: Float>(
     }
 }
 
-fn zeros_like_rows<T: Float>(t: &Tensor<T>) -> Tensor<T> {
-    Tensor::zeros(t.shape())
-}
-
 /// Runs one attribution request on a batch `x` of shape [N, ...input_shape].
 pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Result<Report> {
     ensure!(
@@ -464,7 +460,7 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
             let adj = match chunk.tape.adjoint(node) {
                 Some(a) => a,
                 None => {
-                    zero = zeros_like_rows(value);
+                    zero = Tensor::zeros(value.shape());
                     &zero
                 }
             };
@@ -516,7 +512,7 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
             let u = units(value, rows.len());
             let adj = match chunk.tape.adjoint(node) {
                 Some(a) => a.clone(),
-                None => zeros_like_rows(value),
+                None => Tensor::zeros(value.shape()),
             };
             for (ni, &flat) in neuron_flat.iter().enumerate() {
                 let mut seed = Tensor::zeros(adj.shape());
@@ -527,7 +523,7 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
                 evaluations += rows.len();
                 let g = match chunk.tape.adjoint(chunk.input) {
                     Some(g) => g.clone(),
-                    None => zeros_like_rows(chunk.tape.value(chunk.input)),
+                    None => Tensor::zeros(chunk.tape.value(chunk.input).shape()),
                 };
                 accumulate(
                     &mut neuron_accs[ni],
