@@ -752,3 +752,48 @@ fn ops_declared_affine_are_affine_in_their_first_input() {
     }
     assert!(affine >= 20, "only {affine} affine ops checked");
 }
+
+/// The tape hands max pooling the argmax its forward pass saved; the VJP and JVP computed
+/// from it must equal the op's own stateless VJP and JVP bit for bit, ties and NaNs included.
+#[test]
+fn max_pool_saved_argmax_matches_stateless_vjp_and_jvp() {
+    let mut rng = Rng::new(17);
+    for (kernel, stride, padding) in [(2, 2, 0), (3, 2, 1), (2, 1, 0), (3, 3, 1)] {
+        // Values from a small set, so windows hold ties; one NaN.
+        let mut data: Vec<f64> = (0..2 * 3 * 7 * 7)
+            .map(|_| (rng.uniform(-2.0, 2.0)).round())
+            .collect();
+        data[11] = f64::NAN;
+        let x = t(&[2, 3, 7, 7], &data);
+        let dir = t(
+            &[2, 3, 7, 7],
+            &(0..data.len())
+                .map(|_| rng.uniform(-1.0, 1.0))
+                .collect::<Vec<_>>(),
+        );
+        let op = max_pool(kernel, stride, padding);
+        let mut tape = Tape::new();
+        let input = tape.variable(x.clone());
+        tape.set_tangent(input, dir.clone()).unwrap();
+        let y = tape.apply(op.clone(), &[input]).unwrap();
+        let seed = t(
+            tape.value(y).shape(),
+            &(0..tape.value(y).len())
+                .map(|_| rng.uniform(-1.0, 1.0))
+                .collect::<Vec<_>>(),
+        );
+        tape.backward(y, seed.clone()).unwrap();
+        let stateless_y = op.forward(&[&x]).unwrap();
+        let stateless_dx = op.vjp(&[&x], &stateless_y, &seed, &[true]).unwrap()[0]
+            .clone()
+            .unwrap();
+        let stateless_t = op.jvp(&[&x], &stateless_y, &[Some(&dir)]).unwrap();
+        let bits = |v: &Tensor<f64>| v.data().iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(tape.value(y)), bits(&stateless_y));
+        assert_eq!(bits(tape.adjoint(input).unwrap()), bits(&stateless_dx));
+        assert_eq!(bits(tape.tangent(y).unwrap()), bits(&stateless_t));
+        // compute_tangents replays the JVP from the saved state as well.
+        tape.compute_tangents(vec![(input, dir.clone())]).unwrap();
+        assert_eq!(bits(tape.tangent(y).unwrap()), bits(&stateless_t));
+    }
+}

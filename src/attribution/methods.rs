@@ -9,6 +9,7 @@ use crate::tape::NodeId;
 use crate::tensor::Tensor;
 use crate::{bail, ensure, Error, Result};
 use mho_kernels::Float;
+use rayon::prelude::*;
 use std::fmt;
 use std::str::FromStr;
 
@@ -284,6 +285,9 @@ fn units(t: &Tensor<impl Float>, rows: usize) -> usize {
 /// For every row r of a chunk (example e, weight w):
 /// acc[e·u + i] += w · a[r·u + i] · b[·] where b is indexed by row, or by example when
 /// `b_per_example` (the path direction), or is 1 when `None`.
+///
+/// Each example's accumulator is cut into blocks summed on rayon's threads; every element
+/// still adds its rows in row order, so the result does not depend on the thread count.
 fn accumulate<T: Float>(
     acc: &mut [f64],
     rows: &[PathRow],
@@ -291,29 +295,45 @@ fn accumulate<T: Float>(
     b: Option<&[T]>,
     b_per_example: bool,
 ) {
+    /// Units per parallel task: big enough to amortise scheduling, small enough to
+    /// spread one example's layer over both threads.
+    const BLOCK: usize = 1 << 13;
     let u = a.len() / rows.len().max(1);
-    for (r, row) in rows.iter().enumerate() {
-        let w = row.weight;
-        let out = &mut acc[row.example * u..(row.example + 1) * u];
-        let av = &a[r * u..(r + 1) * u];
-        match b {
-            None => out
-                .iter_mut()
-                .zip(av)
-                .for_each(|(o, &x)| *o += w * x.to_f64()),
-            Some(b) => {
-                let br = if b_per_example {
-                    row.example * u
-                } else {
-                    r * u
-                };
-                let bv = &b[br..br + u];
-                for ((o, &x), &y) in out.iter_mut().zip(av).zip(bv) {
-                    *o += w * x.to_f64() * y.to_f64();
+    if u == 0 {
+        return;
+    }
+    let add_block = |e: usize, first: usize, out: &mut [f64]| {
+        let units = first..first + out.len();
+        for (r, row) in rows.iter().enumerate().filter(|(_, row)| row.example == e) {
+            let w = row.weight;
+            let av = &a[r * u..][units.clone()];
+            match b {
+                None => out
+                    .iter_mut()
+                    .zip(av)
+                    .for_each(|(o, &x)| *o += w * x.to_f64()),
+                Some(b) => {
+                    let br = if b_per_example { e * u } else { r * u };
+                    let bv = &b[br..][units.clone()];
+                    for ((o, &x), &y) in out.iter_mut().zip(av).zip(bv) {
+                        *o += w * x.to_f64() * y.to_f64();
+                    }
                 }
             }
         }
+    };
+    if u * rows.len() < BLOCK {
+        for (e, out) in acc.chunks_mut(u).enumerate() {
+            add_block(e, 0, out);
+        }
+        return;
     }
+    acc.par_chunks_mut(u).enumerate().for_each(|(e, example)| {
+        example
+            .par_chunks_mut(BLOCK)
+            .enumerate()
+            .for_each(|(blk, out)| add_block(e, blk * BLOCK, out));
+    });
 }
 
 /// Runs one attribution request on a batch `x` of shape [N, ...input_shape].

@@ -8,7 +8,7 @@
 //! passes no gradient or tangent. Average pooling is linear: its JVP is the forward map.
 
 use super::{check_jvp, check_output, check_vjp, expect_inputs};
-use crate::tape::{Linearity, Op};
+use crate::tape::{Linearity, Op, Saved};
 use crate::tensor::Tensor;
 use crate::{bail, Error, Result};
 use mho_kernels::pool::{
@@ -146,6 +146,21 @@ impl MaxPlan {
         )?;
         Ok((y, argmax))
     }
+
+    /// The argmax the forward pass saved for `x` (when it is one of this plan's size),
+    /// or the argmax computed afresh.
+    fn argmax<'s, T: Float>(
+        &self,
+        name: &str,
+        x: &Tensor<T>,
+        saved: Option<&'s Saved>,
+    ) -> Result<std::borrow::Cow<'s, [usize]>> {
+        let out_len: usize = self.out_shape.iter().product();
+        match saved.and_then(|s| s.downcast_ref::<Vec<usize>>()) {
+            Some(argmax) if argmax.len() == out_len => Ok(std::borrow::Cow::Borrowed(argmax)),
+            _ => Ok(std::borrow::Cow::Owned(self.run(name, x)?.1)),
+        }
+    }
 }
 
 impl MaxPool2d {
@@ -201,8 +216,13 @@ macro_rules! max_pool_op {
             }
 
             fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+                Ok(self.forward_saving(x)?.0)
+            }
+
+            fn forward_saving(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Option<Saved>)> {
                 expect_inputs($name, x, 1)?;
-                Ok(self.plan(x[0].shape())?.run($name, x[0])?.0)
+                let (y, argmax) = self.plan(x[0].shape())?.run($name, x[0])?;
+                Ok((y, Some(Box::new(argmax))))
             }
 
             fn vjp(
@@ -212,13 +232,24 @@ macro_rules! max_pool_op {
                 g: &Tensor<T>,
                 needs: &[bool],
             ) -> Result<Vec<Option<Tensor<T>>>> {
+                self.vjp_with(x, y, g, needs, None)
+            }
+
+            fn vjp_with(
+                &self,
+                x: &[&Tensor<T>],
+                y: &Tensor<T>,
+                g: &Tensor<T>,
+                needs: &[bool],
+                saved: Option<&Saved>,
+            ) -> Result<Vec<Option<Tensor<T>>>> {
                 check_vjp($name, x, needs, 1)?;
                 let plan = self.plan(x[0].shape())?;
                 check_output($name, y, Some(g), &plan.out_shape)?;
                 if !needs[0] {
                     return Ok(vec![None]);
                 }
-                let (_, argmax) = plan.run($name, x[0])?;
+                let argmax = plan.argmax($name, x[0], saved)?;
                 let mut dx = Tensor::zeros(x[0].shape());
                 let r = max_pool2d_backward(&plan.geometry, g.data(), &argmax, dx.data_mut());
                 kernel($name, x[0].shape(), r)?;
@@ -231,13 +262,23 @@ macro_rules! max_pool_op {
                 y: &Tensor<T>,
                 t: &[Option<&Tensor<T>>],
             ) -> Result<Tensor<T>> {
+                self.jvp_with(x, y, t, None)
+            }
+
+            fn jvp_with(
+                &self,
+                x: &[&Tensor<T>],
+                y: &Tensor<T>,
+                t: &[Option<&Tensor<T>>],
+                saved: Option<&Saved>,
+            ) -> Result<Tensor<T>> {
                 check_jvp($name, x, t, 1)?;
                 let plan = self.plan(x[0].shape())?;
                 check_output($name, y, None, &plan.out_shape)?;
                 let Some(t) = t[0] else {
                     return Ok(Tensor::zeros(&plan.out_shape));
                 };
-                let (_, argmax) = plan.run($name, x[0])?;
+                let argmax = plan.argmax($name, x[0], saved)?;
                 let td = t.data();
                 let data = argmax
                     .iter()

@@ -14,6 +14,11 @@ use crate::tensor::Tensor;
 use crate::{ensure, Error, Result};
 use mho_kernels::Float;
 
+/// State an op's forward pass leaves on the tape for its VJP and JVP (max pooling
+/// keeps its argmax, so the backward and tangent passes do not search the windows
+/// again).
+pub type Saved = Box<dyn std::any::Any + Send + Sync>;
+
 /// The index of a node in its tape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub usize);
@@ -61,6 +66,39 @@ pub trait Op<T: Float>: Send + Sync {
         tangents: &[Option<&Tensor<T>>],
     ) -> Result<Tensor<T>>;
 
+    /// [`Op::forward`], also returning state for [`Op::vjp_with`] and [`Op::jvp_with`].
+    /// The tape calls this one; the default keeps no state.
+    fn forward_saving(&self, inputs: &[&Tensor<T>]) -> Result<(Tensor<T>, Option<Saved>)> {
+        Ok((self.forward(inputs)?, None))
+    }
+
+    /// [`Op::vjp`] given the state `forward_saving` returned for these same inputs
+    /// (`None`: compute without it). The tape calls this one; the default ignores it.
+    fn vjp_with(
+        &self,
+        inputs: &[&Tensor<T>],
+        output: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        needs: &[bool],
+        saved: Option<&Saved>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        let _ = saved;
+        self.vjp(inputs, output, grad_output, needs)
+    }
+
+    /// [`Op::jvp`] given the state `forward_saving` returned for these same inputs
+    /// (`None`: compute without it). The tape calls this one; the default ignores it.
+    fn jvp_with(
+        &self,
+        inputs: &[&Tensor<T>],
+        output: &Tensor<T>,
+        tangents: &[Option<&Tensor<T>>],
+        saved: Option<&Saved>,
+    ) -> Result<Tensor<T>> {
+        let _ = saved;
+        self.jvp(inputs, output, tangents)
+    }
+
     /// How the op bends (default: smooth, the safe assumption).
     fn linearity(&self) -> Linearity {
         Linearity::Smooth
@@ -71,6 +109,7 @@ struct Node<T: Float> {
     op: Option<Box<dyn Op<T>>>,
     inputs: Vec<NodeId>,
     value: Tensor<T>,
+    saved: Option<Saved>,
     requires_grad: bool,
     adjoint: Option<Tensor<T>>,
     tangent: Option<Tensor<T>>,
@@ -113,6 +152,7 @@ impl<T: Float> Tape<T> {
             op: None,
             inputs: Vec::new(),
             value,
+            saved: None,
             requires_grad,
             adjoint: None,
             tangent: None,
@@ -162,13 +202,13 @@ impl<T: Float> Tape<T> {
             self.node(i)?;
         }
         let values: Vec<&Tensor<T>> = inputs.iter().map(|i| &self.nodes[i.0].value).collect();
-        let value = op.forward(&values)?;
+        let (value, saved) = op.forward_saving(&values)?;
         let tangents: Vec<Option<&Tensor<T>>> = inputs
             .iter()
             .map(|i| self.nodes[i.0].tangent.as_ref())
             .collect();
         let tangent = if tangents.iter().any(Option::is_some) {
-            Some(op.jvp(&values, &value, &tangents)?)
+            Some(op.jvp_with(&values, &value, &tangents, saved.as_ref())?)
         } else {
             None
         };
@@ -177,6 +217,7 @@ impl<T: Float> Tape<T> {
             op: Some(op),
             inputs: inputs.to_vec(),
             value,
+            saved,
             requires_grad,
             adjoint: None,
             tangent,
@@ -247,7 +288,7 @@ impl<T: Float> Tape<T> {
             }
             let values: Vec<&Tensor<T>> =
                 node.inputs.iter().map(|j| &self.nodes[j.0].value).collect();
-            let grads = op.vjp(&values, &node.value, grad, &needs)?;
+            let grads = op.vjp_with(&values, &node.value, grad, &needs, node.saved.as_ref())?;
             ensure!(
                 grads.len() == node.inputs.len(),
                 "{}: vjp returned {} gradients for {} inputs",
@@ -302,7 +343,7 @@ impl<T: Float> Tape<T> {
             }
             let values: Vec<&Tensor<T>> =
                 node.inputs.iter().map(|j| &self.nodes[j.0].value).collect();
-            let t = op.jvp(&values, &node.value, &tangents)?;
+            let t = op.jvp_with(&values, &node.value, &tangents, node.saved.as_ref())?;
             self.nodes[i].tangent = Some(t);
         }
         Ok(())
