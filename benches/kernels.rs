@@ -1,6 +1,6 @@
-//! Kernel benchmarks: sgemm on square matrices and the f32 convolutions of a small
-//! CIFAR-sized CNN at batch 64. Throughput is reported in FLOP/s (criterion's
-//! "elem/s" here counts floating-point operations).
+//! Kernel benchmarks: sgemm on square matrices and on the shapes the convolutions use,
+//! and the f32 convolutions of a small CIFAR-sized CNN at batch 64. Throughput is
+//! reported in FLOP/s (criterion's "elem/s" here counts floating-point operations).
 //!
 //! Run: `cargo bench --bench kernels`
 
@@ -54,6 +54,62 @@ fn sgemm(c: &mut Criterion) {
                 .unwrap()
             })
         });
+    }
+    group.finish();
+}
+
+/// The gemms inside the convolutions of the CIFAR CNN above: (name, m, k, n, trans_a,
+/// trans_b). Forward: Y (C_out × P) = W · cols; input gradient: cols (C_in·9 × P) =
+/// Wᵀ · dY; weight gradient: dW (C_out × C_in·9) = dY · colsᵀ.
+const CONV_GEMMS: [(&str, usize, usize, usize, bool, bool); 10] = [
+    ("fwd_32x27x1024", 32, 27, 1024, false, false),
+    ("fwd_32x288x1024", 32, 288, 1024, false, false),
+    ("fwd_64x288x256", 64, 288, 256, false, false),
+    ("fwd_64x576x256", 64, 576, 256, false, false),
+    ("dx_27x32x1024_tA", 27, 32, 1024, true, false),
+    ("dx_288x32x1024_tA", 288, 32, 1024, true, false),
+    ("dx_288x64x256_tA", 288, 64, 256, true, false),
+    ("dx_576x64x256_tA", 576, 64, 256, true, false),
+    ("dw_32x1024x288_tB", 32, 1024, 288, false, true),
+    ("dw_64x256x576_tB", 64, 256, 576, false, true),
+];
+
+/// The conv-shaped gemms on one thread (as the convolutions call them: one image per
+/// thread) and on all of rayon's threads.
+fn sgemm_conv_shapes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sgemm-conv-shapes");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("building a one-thread pool");
+    for (name, m, k, n, ta, tb) in CONV_GEMMS {
+        let a = data(m * k, 7);
+        let b = data(k * n, 8);
+        let mut out = vec![0.0f32; m * n];
+        group.throughput(Throughput::Elements(2 * (m * k * n) as u64));
+        let mut run = || {
+            gemm(
+                m,
+                k,
+                n,
+                1.0,
+                black_box(&a),
+                ta,
+                black_box(&b),
+                tb,
+                0.0,
+                &mut out,
+            )
+            .unwrap()
+        };
+        group.bench_function(format!("{name}/1t"), |bench| {
+            one_thread.install(|| bench.iter(&mut run))
+        });
+        group.bench_function(format!("{name}/all"), |bench| bench.iter(&mut run));
     }
     group.finish();
 }
@@ -151,5 +207,5 @@ fn conv2d(c: &mut Criterion) {
     });
 }
 
-criterion_group!(kernels, sgemm, conv2d);
+criterion_group!(kernels, sgemm, sgemm_conv_shapes, conv2d);
 criterion_main!(kernels);

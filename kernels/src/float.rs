@@ -65,7 +65,9 @@ pub trait Float:
     /// Largest finite value.
     fn max_value() -> Self;
 
-    /// C ← α·A·B + β·C on raw strided matrices (matrixmultiply's sgemm/dgemm).
+    /// C ← α·A·B + β·C on raw strided matrices, on the calling thread: for f32 the
+    /// blocked gemm of [`crate::gemm`] (AVX-512 or AVX2 + FMA, detected at run time, else
+    /// matrixmultiply's sgemm), for f64 matrixmultiply's dgemm. β = 0 never reads C.
     ///
     /// # Safety
     /// Every element addressed by the sizes and strides must lie inside the
@@ -180,5 +182,5 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, "f32", matrixmultiply::sgemm);
+impl_float!(f32, "f32", crate::gemm::sgemm_raw_best);
 impl_float!(f64, "f64", matrixmultiply::dgemm);

@@ -1,10 +1,28 @@
 //! General matrix multiply: C ← α·op(A)·op(B) + β·C on row-major slices.
 //!
 //! The fast version hands blocks of C's rows (or, when C has few rows, of its
-//! columns) to rayon threads, each of which calls matrixmultiply's single-threaded
-//! sgemm/dgemm (its `threading` feature stays off, so there is exactly one level of
-//! parallelism). Small problems run on the calling thread. Every element of C is
-//! computed by the same arithmetic whichever way the work is split.
+//! columns) to rayon threads, each of which runs a single-threaded gemm (exactly one
+//! level of parallelism). Small problems run on the calling thread. Every element of C
+//! is computed by the same arithmetic whichever way the work is split.
+//!
+//! The single-threaded f32 gemm is this module's own BLIS-style blocked gemm
+//! ([`blocked`](self) driver, packing, and an AVX-512 or AVX2 + FMA micro-kernel chosen
+//! at run time), or matrixmultiply's sgemm on CPUs with neither; f64 uses
+//! matrixmultiply's dgemm. [`gemm_with`] runs one chosen [`Kernel`], for tests.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod blocked;
+mod kernel;
+mod pack;
+mod portable;
+
+pub(crate) use kernel::sgemm_raw_best;
+pub use kernel::Kernel;
 
 use std::ops::Range;
 
@@ -17,7 +35,8 @@ use crate::{Float, KernelError};
 const PARALLEL_MIN_MULADDS: usize = 1 << 18;
 
 /// Blocks of C handed to threads have a multiple of this many rows (or columns): the
-/// largest matrixmultiply microkernel, AVX-512 sgemm, is 16×16.
+/// largest matrixmultiply microkernel, AVX-512 sgemm, is 16×16, and the AVX-512 kernel
+/// here is 12×32 (row blocks of 16 leave a 4-row edge tile, handled by its own kernel).
 const BLOCK_ALIGN: usize = 16;
 
 /// C (m×n, row-major, contiguous) ← alpha·op(A)·op(B) + beta·C.
@@ -113,6 +132,53 @@ pub(crate) fn gemm_threaded<T: Float>(
     }
 }
 
+/// [`gemm`] for f32 with a chosen single-threaded implementation, on the calling
+/// thread (for tests and benchmarks); an error if this CPU cannot run `kernel`.
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with(
+    kernel: Kernel,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    beta: f32,
+    c: &mut [f32],
+) -> Result<(), KernelError> {
+    check_gemm_args(
+        "gemm_with",
+        m,
+        k,
+        n,
+        a.len(),
+        trans_a,
+        b.len(),
+        trans_b,
+        c.len(),
+    )?;
+    if !kernel.is_available() {
+        return Err(crate::kernel_err!(
+            "gemm_with: kernel {kernel:?} is not available on this CPU"
+        ));
+    }
+    let ops = Operands {
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        trans_a,
+        b,
+        trans_b,
+        beta,
+    };
+    ops.block_with(0..m, 0..n, c, kernel.raw())
+}
+
 /// How a gemm call is spread over threads.
 enum Split {
     /// On the calling thread.
@@ -164,6 +230,25 @@ fn check_gemm_args(
     check_len(kernel, "C", c_len, &[m, n])
 }
 
+/// A single-threaded gemm on raw strided matrices with the signature and the safety
+/// contract of [`Float::gemm_raw`].
+pub(crate) type RawGemm<T> = unsafe fn(
+    usize,
+    usize,
+    usize,
+    T,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    T,
+    *mut T,
+    isize,
+    isize,
+);
+
 /// The inputs of one gemm call: C ← alpha·op(A)·op(B) + beta·C with op(A) m×k and
 /// op(B) k×n.
 #[derive(Clone, Copy)]
@@ -187,6 +272,17 @@ impl<T: Float> Operands<'_, T> {
         rows: Range<usize>,
         cols: Range<usize>,
         c_block: &mut [T],
+    ) -> Result<(), KernelError> {
+        self.block_with(rows, cols, c_block, T::gemm_raw)
+    }
+
+    /// [`Self::block`] computed by `raw`.
+    fn block_with(
+        &self,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        c_block: &mut [T],
+        raw: RawGemm<T>,
     ) -> Result<(), KernelError> {
         let Self {
             m,
@@ -231,7 +327,8 @@ impl<T: Float> Operands<'_, T> {
         } else {
             (&b[cols.start..], n as isize, 1)
         };
-        // SAFETY: for i < rows.len(), p < k, j < cols.len(), matrixmultiply reads
+        // SAFETY: `raw` has the contract of `Float::gemm_raw`. For i < rows.len(),
+        // p < k, j < cols.len(), it addresses
         // - op(A)[i][p] at (rows.start + i)·k + p ≤ rows.end·k − 1 ≤ m·k − 1, or
         //   transposed at rows.start + i + p·m ≤ (m − 1) + (k − 1)·m = m·k − 1;
         // - op(B)[p][j] at p·n + cols.start + j ≤ (k − 1)·n + n − 1 = k·n − 1, or
@@ -243,7 +340,7 @@ impl<T: Float> Operands<'_, T> {
         //   c_block.len(), checked above.
         // `c_block` is a unique borrow, so it cannot alias `a` or `b`.
         unsafe {
-            T::gemm_raw(
+            raw(
                 rows.len(),
                 k,
                 cols.len(),
