@@ -5,7 +5,9 @@
 
 use std::arch::x86_64::*;
 
+use super::avx512_pack::transpose_into;
 use super::blocked::MicroKernel;
+use super::pack::{pack_a, pack_b};
 
 /// Floats per zmm register.
 const LANES: usize = 16;
@@ -24,6 +26,50 @@ impl MicroKernel for Avx512 {
 
     fn available() -> bool {
         super::Kernel::Avx512.is_available()
+    }
+
+    unsafe fn pack_a(dst: &mut [f32], a: *const f32, rsa: isize, csa: isize, mr: usize, kc: usize) {
+        const MR: usize = Avx512::MR;
+        if csa != 1 || rsa == 1 {
+            // SAFETY: forwarded contract.
+            return unsafe { pack_a(dst, MR, a, rsa, csa, mr, kc) };
+        }
+        // Rows of op(A) are contiguous: transpose them into the panel.
+        assert!(mr <= MR && dst.len() >= kc * MR, "pack_a: buffer too small");
+        // SAFETY: AVX-512F is available (contract); rows i < mr ≤ 16 of op(A) hold kc
+        // readable floats at a + i·rsa; dst[p·MR + i] for p < kc, i < MR ≤ 16 lies in
+        // dst (checked above), which does not overlap A.
+        unsafe { transpose_into(dst.as_mut_ptr(), MR, MR, a, rsa, mr, kc) }
+    }
+
+    unsafe fn pack_b(dst: &mut [f32], b: *const f32, rsb: isize, csb: isize, kc: usize, nc: usize) {
+        const NR: usize = Avx512::NR;
+        if rsb != 1 || csb == 1 {
+            // SAFETY: forwarded contract.
+            return unsafe { pack_b(dst, NR, b, rsb, csb, kc, nc) };
+        }
+        // Columns of op(B) are contiguous: transpose each 16-column half of a panel.
+        let panels = nc.div_ceil(NR);
+        assert!(dst.len() >= panels * NR * kc, "pack_b: buffer too small");
+        for q in 0..panels {
+            for half in 0..2 {
+                let j0 = q * NR + half * LANES;
+                let cols = nc.saturating_sub(j0).min(LANES);
+                // SAFETY: AVX-512F is available (contract); columns j0..j0+cols < nc of
+                // op(B) hold kc readable floats each, at b + j·csb (none are read when
+                // cols = 0, and the pointer is not offset then); dst[q·NR·kc + half·16
+                // + p·NR + i] for p < kc, i < 16 lies inside the panels checked above.
+                unsafe {
+                    let src = if cols > 0 {
+                        b.offset(j0 as isize * csb)
+                    } else {
+                        b
+                    };
+                    let out = dst.as_mut_ptr().add(q * NR * kc + half * LANES);
+                    transpose_into(out, NR, LANES, src, csb, cols, kc);
+                }
+            }
+        }
     }
 
     unsafe fn tile(

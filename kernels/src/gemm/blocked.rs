@@ -28,6 +28,24 @@ pub(super) trait MicroKernel {
     /// Whether this CPU can run the kernel.
     fn available() -> bool;
 
+    /// Packs an `mr`×`kc` block of op(A) into an MR-row panel, as [`pack_a`].
+    ///
+    /// # Safety
+    /// As [`pack_a`], and [`Self::available`] returned true.
+    unsafe fn pack_a(dst: &mut [f32], a: *const f32, rsa: isize, csa: isize, mr: usize, kc: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { pack_a(dst, Self::MR, a, rsa, csa, mr, kc) }
+    }
+
+    /// Packs a `kc`×`nc` block of op(B) into NR-column panels, as [`pack_b`].
+    ///
+    /// # Safety
+    /// As [`pack_b`], and [`Self::available`] returned true.
+    unsafe fn pack_b(dst: &mut [f32], b: *const f32, rsb: isize, csb: isize, kc: usize, nc: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { pack_b(dst, Self::NR, b, rsb, csb, kc, nc) }
+    }
+
     /// C[i][j] ← α·Σ_p Ã[p][i]·B̃[p][j] + β·C[i][j] for i < mr, j < nr (β = 0 does not
     /// read C).
     ///
@@ -52,6 +70,9 @@ pub(super) trait MicroKernel {
         beta: f32,
     );
 }
+
+/// C with at most this many rows reads row-major B in place instead of packing it.
+const DIRECT_B_MAX_ROWS: usize = 96;
 
 thread_local! {
     /// Packing buffers (B block, A panel), reused by every call on this thread.
@@ -110,6 +131,9 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
         unsafe { scale_rows(m, n, beta, c, rsc) };
         return;
     }
+    // Few rows of C: read B in place when its rows are contiguous (packing would copy
+    // all of B to use each panel only ⌈m/MR⌉ times).
+    let direct_b = csb == 1 && rsb > 0 && m <= DIRECT_B_MAX_ROWS;
     let run = |bufs: &mut (Vec<f32>, Vec<f32>)| {
         let kc_max = k.div_ceil(k.div_ceil(K::KC));
         let nc_max = n.min(K::NC).next_multiple_of(K::NR);
@@ -120,33 +144,50 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
                 let beta = if block == 0 { beta } else { 1.0 };
                 // SAFETY: rows pc..pc+kc and columns jc..jc+nc of op(B) lie inside
                 // op(B) (k×n), which the caller guarantees readable; the offset stays in
-                // that allocation. `b_pack` holds kc_max·nc_max ≥ kc·⌈nc/NR⌉·NR floats.
+                // that allocation.
+                let b_block = unsafe { b.offset(pc as isize * rsb + jc as isize * csb) };
+                // Direct B: only the last, partial panel is packed (at b_pack[0..]).
+                let packed_from = if direct_b { nc / K::NR * K::NR } else { 0 };
+                // SAFETY: columns packed_from..nc of the block are inside it (above);
+                // `b_pack` holds kc_max·nc_max ≥ kc·⌈nc/NR⌉·NR floats; K is available.
                 unsafe {
-                    let b_block = b.offset(pc as isize * rsb + jc as isize * csb);
-                    pack_b(b_pack, K::NR, b_block, rsb, csb, kc, nc);
+                    let first = b_block.offset(packed_from as isize * csb);
+                    K::pack_b(b_pack, first, rsb, csb, kc, nc - packed_from);
                 }
                 for ir in (0..m).step_by(K::MR) {
                     let mr = K::MR.min(m - ir);
                     // SAFETY: rows ir..ir+mr and columns pc..pc+kc lie inside op(A)
-                    // (m×k); `a_pack` holds kc_max·MR ≥ kc·MR floats.
+                    // (m×k); `a_pack` holds kc_max·MR ≥ kc·MR floats; K is available.
                     unsafe {
                         let a_panel = a.offset(ir as isize * rsa + pc as isize * csa);
-                        pack_a(a_pack, K::MR, a_panel, rsa, csa, mr, kc);
+                        K::pack_a(a_pack, a_panel, rsa, csa, mr, kc);
                     }
                     for jr in (0..nc).step_by(K::NR) {
                         let nr = K::NR.min(nc - jr);
+                        // Full panels of a direct B are read in place, rows rsb apart.
+                        let (b_panel, ldb) = if jr < packed_from {
+                            // SAFETY: column jr < nc of the block, inside op(B) (above).
+                            (unsafe { b_block.add(jr) }, rsb as usize)
+                        } else {
+                            // SAFETY: panel (jr − packed_from)/NR of b_pack, inside it.
+                            (
+                                unsafe { b_pack.as_ptr().add((jr - packed_from) * kc) },
+                                K::NR,
+                            )
+                        };
                         // SAFETY: the caller checked `K::available()`; `a_pack` holds
-                        // the kc×MR panel and `b_pack[jr·kc..]` the kc×NR panel for
-                        // columns jc+jr.. (zero-padded to NR, inside b_pack's
-                        // kc·⌈nc/NR⌉·NR floats); C rows ir..ir+mr and columns
+                        // the kc×MR panel; `b_panel` points to kc rows, ldb apart, of NR
+                        // readable floats: a packed panel (zero-padded to NR, inside
+                        // b_pack) or, for direct B, columns jc+jr..jc+jr+NR ≤ n of
+                        // op(B) rows pc..pc+kc. C rows ir..ir+mr and columns
                         // jc+jr..jc+jr+nr lie inside the m×n C the caller guarantees,
                         // which overlaps neither A nor B nor the packing buffers.
                         unsafe {
                             K::tile(
                                 kc,
                                 a_pack.as_ptr(),
-                                b_pack.as_ptr().add(jr * kc),
-                                K::NR,
+                                b_panel,
+                                ldb,
                                 c.offset(ir as isize * rsc + (jc + jr) as isize),
                                 rsc,
                                 mr,
