@@ -104,7 +104,8 @@ impl Problem {
         for (i, ((&g, &e), &mag)) in got.iter().zip(&exact).zip(&magnitude).enumerate() {
             let bound = (k + 2) as f64 * eps * mag + f32::MIN_POSITIVE as f64;
             // Written so that a NaN fails.
-            if !((g as f64 - e).abs() <= bound) {
+            let within = (g as f64 - e).abs() <= bound;
+            if !within {
                 return Err(TestCaseError::fail(format!(
                     "{what} m={m} k={k} n={n} ta={} tb={} alpha={} beta={}: C[{}][{}] = {g}, \
                      exact {e}, bound {bound:e}",
