@@ -2,11 +2,12 @@
 //! (integrated gradients, conductance of every layer) built in.
 //!
 //! Layers of the house, each importing only those below it:
-//! kernels (`mho-kernels`) → [`tensor`] → [`tape`] / [`ops`] → nn → attribution → cli.
+//! kernels (`mho-kernels`) → [`buffers`] → [`tensor`] → [`tape`] / [`ops`] → nn → attribution → cli.
 
 #![deny(missing_docs)]
 
 pub mod attribution;
+pub mod buffers;
 pub mod cli;
 pub mod data;
 mod error;

@@ -1,7 +1,7 @@
 //! Dense row-major tensors in PyTorch's layouts (NCHW images, NCL sequences,
 //! Linear weight `[out, in]`, Conv2d weight `[out, in/groups, kh, kw]`).
 
-use crate::{bail, ensure, Result};
+use crate::{bail, buffers, ensure, Result};
 use mho_kernels::Float;
 
 /// A dense, row-major tensor of `f32` or `f64`.
@@ -33,11 +33,7 @@ impl<T: Float> Tensor<T> {
 
     /// A tensor of zeros.
     pub fn zeros(shape: &[usize]) -> Self {
-        let n = shape.iter().product();
-        Tensor {
-            shape: shape.to_vec(),
-            data: vec![T::ZERO; n],
-        }
+        Self::full(shape, T::ZERO)
     }
 
     /// A tensor filled with one value.
@@ -45,8 +41,23 @@ impl<T: Float> Tensor<T> {
         let n = shape.iter().product();
         Tensor {
             shape: shape.to_vec(),
-            data: vec![value; n],
+            data: buffers::take_filled(n, value),
         }
+    }
+
+    /// A tensor whose elements are unspecified (a recycled buffer's old contents, or
+    /// zeros), for outputs the caller overwrites completely: saves zeroing them first.
+    pub fn for_overwrite(shape: &[usize]) -> Self {
+        let n = shape.iter().product();
+        Tensor {
+            shape: shape.to_vec(),
+            data: buffers::take_for_overwrite(n),
+        }
+    }
+
+    /// Gives the tensor's buffer back to [`buffers`] for reuse.
+    pub fn recycle(self) {
+        buffers::give(self.data);
     }
 
     /// A zero-dimensional tensor holding one value.

@@ -298,11 +298,13 @@ fn accumulate<T: Float>(
     /// Units per parallel task: big enough to amortise scheduling, small enough to
     /// spread one example's layer over both threads.
     const BLOCK: usize = 1 << 13;
+    /// Accumulator units (f64) summed over all rows at a time: 4 KiB.
+    const L1_UNITS: usize = 512;
     let u = a.len() / rows.len().max(1);
     if u == 0 {
         return;
     }
-    let add_block = |e: usize, first: usize, out: &mut [f64]| {
+    let add_rows = |e: usize, first: usize, out: &mut [f64]| {
         let units = first..first + out.len();
         for (r, row) in rows.iter().enumerate().filter(|(_, row)| row.example == e) {
             let w = row.weight;
@@ -322,6 +324,12 @@ fn accumulate<T: Float>(
             }
         }
     };
+    let add_block = |e: usize, first: usize, block: &mut [f64]| {
+        // Sub-blocks small enough to stay in L1 while every row is added to them.
+        for (s, out) in block.chunks_mut(L1_UNITS).enumerate() {
+            add_rows(e, first + s * L1_UNITS, out);
+        }
+    };
     if u * rows.len() < BLOCK {
         for (e, out) in acc.chunks_mut(u).enumerate() {
             add_block(e, 0, out);
@@ -338,6 +346,8 @@ fn accumulate<T: Float>(
 
 /// Runs one attribution request on a batch `x` of shape [N, ...input_shape].
 pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Result<Report> {
+    // The sweep's tapes recycle their buffers chunk to chunk; none stay held afterwards.
+    let _release = crate::buffers::ReleaseOnDrop;
     ensure!(
         x.ndim() >= 1 && x.shape()[0] >= 1,
         "--input: empty batch {:?}",

@@ -159,7 +159,8 @@ fn fill_bias<T: Float>(y: &mut [T], bias: &[T], plane: usize) {
 }
 
 fn forward<T: Float>(name: &str, x: &[&Tensor<T>], bias: bool, p: &ConvPlan) -> Result<Tensor<T>> {
-    let mut y = Tensor::zeros(&p.out_shape);
+    // The kernel overwrites every output element.
+    let mut y = Tensor::for_overwrite(&p.out_shape);
     let b = bias.then(|| x[2].data());
     kernel(
         name,
@@ -217,7 +218,12 @@ fn jvp<T: Float>(
 ) -> Result<Tensor<T>> {
     let geo = &p.geometry;
     let tb = t.get(2).copied().flatten().map(Tensor::data);
-    let mut out = Tensor::zeros(&p.out_shape);
+    // The first convolution computed (or the bias fill) overwrites every element.
+    let mut out = if t[0].is_some() || t[1].is_some() || tb.is_some() {
+        Tensor::for_overwrite(&p.out_shape)
+    } else {
+        Tensor::zeros(&p.out_shape)
+    };
     // The bias tangent rides along with the first convolution computed.
     let mut bias_done = false;
     if let Some(tx) = t[0] {

@@ -55,7 +55,7 @@ impl<T: Float> Op<T> for MatMul {
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         expect_inputs("matmul", x, 2)?;
         let [m, k, n] = MatMul::dims(x[0].shape(), x[1].shape())?;
-        let mut y = Tensor::zeros(&[m, n]);
+        let mut y = Tensor::for_overwrite(&[m, n]); // beta = 0: overwritten
         matmul_into(
             "matmul",
             false,
@@ -200,7 +200,8 @@ impl<T: Float> Op<T> for Linear {
     fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         expect_inputs("linear", x, self.inputs())?;
         let d = self.dims(x)?;
-        let mut y = Tensor::zeros(&d.out_shape);
+        // The bias rows, or else the product (beta = 0), overwrite every element.
+        let mut y = Tensor::for_overwrite(&d.out_shape);
         if self.bias {
             fill_rows(y.data_mut(), x[2].data());
         }
@@ -287,8 +288,13 @@ impl<T: Float> Op<T> for Linear {
         let d = self.dims(x)?;
         check_output("linear", y, None, &d.out_shape)?;
         let dims = [d.rows, d.in_features, d.out_features];
-        // tx·wᵀ + x·twᵀ + tb, only the terms whose tangent is given.
-        let mut out = Tensor::zeros(&d.out_shape);
+        // tx·wᵀ + x·twᵀ + tb, only the terms whose tangent is given; the first one
+        // overwrites every element.
+        let mut out = if t.iter().any(Option::is_some) {
+            Tensor::for_overwrite(&d.out_shape)
+        } else {
+            Tensor::zeros(&d.out_shape)
+        };
         let mut written = false;
         if let Some(Some(tb)) = t.get(2) {
             fill_rows(out.data_mut(), tb.data());

@@ -168,7 +168,7 @@ pub(crate) fn unary_jvp<T: Float>(
 
 /// f applied to every element (on rayon's threads for long tensors).
 pub(crate) fn map_tensor<T: Float>(a: &Tensor<T>, f: impl Fn(T) -> T + Sync) -> Result<Tensor<T>> {
-    let mut out = Tensor::zeros(a.shape());
+    let mut out = Tensor::for_overwrite(a.shape());
     elementwise::map(a.data(), out.data_mut(), f)?;
     Ok(out)
 }
@@ -186,7 +186,7 @@ pub(crate) fn zip_tensors<T: Float>(
         a.shape(),
         b.shape()
     );
-    let mut out = Tensor::zeros(a.shape());
+    let mut out = Tensor::for_overwrite(a.shape());
     elementwise::zip_map(a.data(), b.data(), out.data_mut(), f)?;
     Ok(out)
 }

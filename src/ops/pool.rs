@@ -137,8 +137,9 @@ struct MaxPlan {
 impl MaxPlan {
     /// Runs the forward kernel: (output, argmax).
     fn run<T: Float>(&self, name: &str, x: &Tensor<T>) -> Result<(Tensor<T>, Vec<usize>)> {
-        let mut y = Tensor::zeros(&self.out_shape);
-        let mut argmax = vec![0; y.len()];
+        // The kernel overwrites every element of both.
+        let mut y = Tensor::for_overwrite(&self.out_shape);
+        let mut argmax = crate::buffers::take_for_overwrite(y.len());
         kernel(
             name,
             x.shape(),
@@ -280,11 +281,11 @@ macro_rules! max_pool_op {
                 };
                 let argmax = plan.argmax($name, x[0], saved)?;
                 let td = t.data();
-                let data = argmax
-                    .iter()
-                    .map(|&i| if i == NO_ARGMAX { T::ZERO } else { td[i] })
-                    .collect();
-                Tensor::new(plan.out_shape, data)
+                let mut out = Tensor::for_overwrite(&plan.out_shape);
+                for (o, &i) in out.data_mut().iter_mut().zip(argmax.iter()) {
+                    *o = if i == NO_ARGMAX { T::ZERO } else { td[i] };
+                }
+                Ok(out)
             }
 
             fn linearity(&self) -> Linearity {

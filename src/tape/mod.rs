@@ -142,9 +142,19 @@ impl<T: Float> Tape<T> {
         self.nodes.is_empty()
     }
 
-    /// Forgets every node (keeping the arena's capacity for the next pass).
+    /// Forgets every node (keeping the arena's capacity for the next pass, and giving
+    /// the nodes' buffers to [`crate::buffers`] for the next pass's tensors).
     pub fn clear(&mut self) {
-        self.nodes.clear();
+        for node in self.nodes.drain(..) {
+            node.value.recycle();
+            for t in [node.adjoint, node.tangent].into_iter().flatten() {
+                t.recycle();
+            }
+            // Saved index buffers (max pooling's argmax) are recycled too.
+            if let Some(Ok(indices)) = node.saved.map(|s| s.downcast::<Vec<usize>>()) {
+                crate::buffers::give(*indices);
+            }
+        }
     }
 
     fn push_leaf(&mut self, value: Tensor<T>, requires_grad: bool) -> NodeId {
@@ -267,7 +277,9 @@ impl<T: Float> Tape<T> {
             out.value.shape()
         );
         for node in &mut self.nodes {
-            node.adjoint = None;
+            if let Some(a) = node.adjoint.take() {
+                a.recycle();
+            }
         }
         if !self.nodes[output.0].requires_grad {
             return Ok(());
@@ -303,7 +315,10 @@ impl<T: Float> Tape<T> {
                     continue;
                 }
                 match &mut self.nodes[j.0].adjoint {
-                    Some(acc) => acc.add_assign(&g)?,
+                    Some(acc) => {
+                        acc.add_assign(&g)?;
+                        g.recycle();
+                    }
                     slot @ None => *slot = Some(g),
                 }
             }
@@ -325,7 +340,9 @@ impl<T: Float> Tape<T> {
     /// tangent of every node downstream of them.
     pub fn compute_tangents(&mut self, seeds: Vec<(NodeId, Tensor<T>)>) -> Result<()> {
         for node in &mut self.nodes {
-            node.tangent = None;
+            if let Some(t) = node.tangent.take() {
+                t.recycle();
+            }
         }
         for (id, t) in seeds {
             self.set_tangent(id, t)?;

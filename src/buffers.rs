@@ -1,0 +1,163 @@
+//! Large buffers recycled between passes of a tape, so that a sweep over step chunks
+//! does not allocate (and the kernel does not zero and map fresh pages) for every node of
+//! every chunk.
+//!
+//! [`Tape`](crate::Tape) hands the buffers of its nodes here when it is cleared (and its
+//! adjoints and tangents when they are recomputed); ops take their output buffers from
+//! here. The pool is per thread (tapes run on one thread; kernels only parallelise inside
+//! an op), holds only buffers of at least [`MIN_POOLED_BYTES`], and is bounded by
+//! [`MAX_POOLED_BUFFERS`] and [`MAX_POOLED_BYTES`]. [`release`] empties it; the
+//! attribution sweep calls it when it ends, so nothing stays held after a request.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::mem::size_of;
+
+/// Buffers smaller than this go straight back to the allocator (which serves small
+/// requests cheaply from memory it already has).
+pub const MIN_POOLED_BYTES: usize = 1 << 16;
+
+/// At most this many buffers are kept per thread.
+pub const MAX_POOLED_BUFFERS: usize = 256;
+
+/// At most this many bytes are kept per thread.
+pub const MAX_POOLED_BYTES: usize = 1 << 31;
+
+/// A recycled buffer and its capacity in bytes.
+struct Pooled {
+    bytes: usize,
+    buffer: Box<dyn Any>,
+}
+
+#[derive(Default)]
+struct Pool {
+    buffers: Vec<Pooled>,
+    bytes: usize,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+}
+
+/// Gives a buffer back for reuse (dropped instead when it is small or the pool is full).
+pub fn give<E: Copy + 'static>(buffer: Vec<E>) {
+    let bytes = buffer.capacity() * size_of::<E>();
+    if bytes < MIN_POOLED_BYTES {
+        return;
+    }
+    POOL.with_borrow_mut(|pool| {
+        if pool.buffers.len() < MAX_POOLED_BUFFERS && pool.bytes + bytes <= MAX_POOLED_BYTES {
+            pool.bytes += bytes;
+            pool.buffers.push(Pooled {
+                bytes,
+                buffer: Box::new(buffer),
+            });
+        }
+    });
+}
+
+/// The smallest pooled `Vec<E>` with room for `len` elements and at most twice that (so a
+/// small request never pins a large buffer), taken out of the pool.
+fn take_pooled<E: Copy + 'static>(len: usize) -> Option<Vec<E>> {
+    if len * size_of::<E>() < MIN_POOLED_BYTES {
+        return None;
+    }
+    POOL.with_borrow_mut(|pool| {
+        let fits = |p: &Pooled| {
+            p.buffer
+                .downcast_ref::<Vec<E>>()
+                .is_some_and(|v| v.capacity() >= len && v.capacity() <= 2 * len)
+        };
+        let best = pool
+            .buffers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| fits(p))
+            .min_by_key(|(_, p)| p.bytes)
+            .map(|(i, _)| i)?;
+        let pooled = pool.buffers.swap_remove(best);
+        pool.bytes -= pooled.bytes;
+        pooled.buffer.downcast::<Vec<E>>().ok().map(|b| *b)
+    })
+}
+
+/// A buffer of `len` elements whose contents are unspecified (left over from an earlier
+/// tensor, or `E::default()`): for outputs the caller overwrites completely.
+pub fn take_for_overwrite<E: Copy + Default + 'static>(len: usize) -> Vec<E> {
+    match take_pooled(len) {
+        Some(mut v) => {
+            v.resize(len, E::default());
+            v
+        }
+        None => vec![E::default(); len],
+    }
+}
+
+/// A buffer of `len` copies of `value`.
+pub fn take_filled<E: Copy + Default + 'static>(len: usize, value: E) -> Vec<E> {
+    match take_pooled(len) {
+        Some(mut v) => {
+            v.clear();
+            v.resize(len, value);
+            v
+        }
+        None => vec![value; len],
+    }
+}
+
+/// Frees every buffer this thread holds.
+pub fn release() {
+    POOL.with_borrow_mut(|pool| *pool = Pool::default());
+}
+
+/// Calls [`release`] when dropped: hold one for the length of a job whose tapes recycle
+/// buffers, so that the job leaves nothing held, on success or error.
+#[must_use = "the pool is released when the guard is dropped"]
+pub struct ReleaseOnDrop;
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        release();
+    }
+}
+
+/// The number of buffers and bytes this thread holds.
+pub fn held() -> (usize, usize) {
+    POOL.with_borrow(|pool| (pool.buffers.len(), pool.bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_reused_by_type_and_size_and_released() {
+        release();
+        let big = 1 << 16;
+        give(vec![1.5f32; big]);
+        give(vec![7u8; 16]); // too small: not kept
+        assert_eq!(held(), (1, big * 4));
+        // Wrong type or too small a request: not handed out.
+        assert_eq!(take_pooled::<f64>(big).map(|v| v.len()), None);
+        assert_eq!(take_pooled::<f32>(big / 4).map(|v| v.len()), None);
+        let v = take_for_overwrite::<f32>(big - 3);
+        assert_eq!(v.len(), big - 3);
+        assert_eq!(held(), (0, 0));
+        give(v);
+        let z = take_filled::<f32>(big, 0.0);
+        assert!(z.len() == big && z.iter().all(|&x| x == 0.0));
+        give(z);
+        release();
+        assert_eq!(held(), (0, 0));
+    }
+
+    #[test]
+    fn the_pool_is_bounded() {
+        release();
+        for _ in 0..MAX_POOLED_BUFFERS + 10 {
+            give(vec![0f32; 1 << 14]);
+        }
+        assert_eq!(held().0, MAX_POOLED_BUFFERS);
+        release();
+    }
+}
