@@ -8,6 +8,7 @@
 mod check;
 mod error;
 mod float;
+mod scratch;
 
 pub mod conv;
 pub mod elementwise;

@@ -179,7 +179,7 @@ fn vjp<T: Float>(
     let geo = &p.geometry;
     let mut grads = Vec::with_capacity(x.len());
     grads.push(if needs[0] {
-        let mut dx = Tensor::zeros(x[0].shape());
+        let mut dx = Tensor::for_overwrite(x[0].shape()); // the kernel overwrites it
         kernel(
             name,
             conv2d_input_grad(geo, g.data(), x[1].data(), dx.data_mut()),
@@ -189,7 +189,7 @@ fn vjp<T: Float>(
         None
     });
     grads.push(if needs[1] {
-        let mut dw = Tensor::zeros(x[1].shape());
+        let mut dw = Tensor::for_overwrite(x[1].shape()); // the kernel overwrites it
         kernel(
             name,
             conv2d_weight_grad(geo, x[0].data(), g.data(), dw.data_mut()),

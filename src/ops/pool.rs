@@ -251,7 +251,8 @@ macro_rules! max_pool_op {
                     return Ok(vec![None]);
                 }
                 let argmax = plan.argmax($name, x[0], saved)?;
-                let mut dx = Tensor::zeros(x[0].shape());
+                // The kernel zeroes dx before scattering into it.
+                let mut dx = Tensor::for_overwrite(x[0].shape());
                 let r = max_pool2d_backward(&plan.geometry, g.data(), &argmax, dx.data_mut());
                 kernel($name, x[0].shape(), r)?;
                 Ok(vec![Some(dx)])

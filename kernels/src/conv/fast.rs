@@ -9,6 +9,7 @@ use super::Conv2dGeometry;
 use crate::check::{check_len, threads};
 use crate::elementwise::sum_blocked;
 use crate::gemm::gemm_threaded;
+use crate::scratch::with_scratch;
 use crate::{Float, KernelError};
 
 /// Convolutions cheaper than this many FLOPs run on the calling thread.
@@ -39,18 +40,20 @@ where
 {
     let threads = threads();
     let batch_parallel = threads > 1 && g.batch >= threads && g.flops() >= PARALLEL_MIN_FLOPS;
+    // `per_image` writes every part of the scratch it reads (im2col tiles, gemm outputs
+    // with beta = 0), so the scratch may hold anything from an earlier call.
     if batch_parallel {
         out.par_chunks_mut(per_image_len)
             .enumerate()
-            .try_for_each_init(
-                || vec![T::ZERO; scratch_len],
-                |scratch, (n, image)| per_image(n, image, scratch, false),
-            )
+            .try_for_each(|(n, image)| {
+                with_scratch(scratch_len, |scratch| per_image(n, image, scratch, false))
+            })
     } else {
-        let mut scratch = vec![T::ZERO; scratch_len];
-        out.chunks_mut(per_image_len)
-            .enumerate()
-            .try_for_each(|(n, image)| per_image(n, image, &mut scratch, true))
+        with_scratch(scratch_len, |scratch| {
+            out.chunks_mut(per_image_len)
+                .enumerate()
+                .try_for_each(|(n, image)| per_image(n, image, scratch, true))
+        })
     }
 }
 

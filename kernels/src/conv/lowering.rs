@@ -76,7 +76,12 @@ pub(super) fn im2col<T: Float>(
     out_rows: Range<usize>,
     col: &mut [T],
 ) {
-    if out_rows.is_empty() || g.out_w == 0 || g.in_w == 0 {
+    if out_rows.is_empty() || g.out_w == 0 {
+        return;
+    }
+    if g.in_w == 0 || g.in_h == 0 {
+        // Every tap falls in the padding.
+        col.fill(T::ZERO);
         return;
     }
     let contiguous = rows_are_contiguous(g);
@@ -191,7 +196,12 @@ pub(super) fn col2im_add<T: Float>(
     out_rows: Range<usize>,
     x_group: &mut [T],
 ) {
-    if out_rows.is_empty() || g.out_w == 0 || g.in_w == 0 {
+    if out_rows.is_empty() || g.out_w == 0 {
+        return;
+    }
+    if g.in_w == 0 || g.in_h == 0 {
+        // Every tap falls in the padding.
+        col.fill(T::ZERO);
         return;
     }
     let contiguous = rows_are_contiguous(g);
