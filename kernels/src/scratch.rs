@@ -47,7 +47,8 @@ mod tests {
             s.as_ptr() as usize
         });
         // The same allocation comes back (left-over contents included) for a smaller request.
-        let (again, len, old) = with_scratch::<f32, _>(10, |s| (s.as_ptr() as usize, s.len(), s[3]));
+        let (again, len, old) =
+            with_scratch::<f32, _>(10, |s| (s.as_ptr() as usize, s.len(), s[3]));
         assert_eq!((again, len, old), (first, 10, 2.0));
         // A nested call gets a buffer of its own.
         with_scratch::<f32, _>(8, |outer| {

@@ -40,6 +40,14 @@ struct TapWindow {
 }
 
 impl TapWindow {
+    /// Every tap of the kernel, row-major (ki, kj): the order of the column matrix's rows
+    /// within one input channel.
+    fn all(g: &Conv2dGeometry) -> Vec<Self> {
+        (0..g.kernel_h)
+            .flat_map(|ki| (0..g.kernel_w).map(move |kj| Self::new(g, ki, kj)))
+            .collect()
+    }
+
     fn new(g: &Conv2dGeometry, ki: usize, kj: usize) -> Self {
         let [sh, sw] = g.stride;
         let [ph, pw] = g.padding;
@@ -85,19 +93,17 @@ pub(super) fn im2col<T: Float>(
         return;
     }
     let contiguous = rows_are_contiguous(g);
+    let taps = TapWindow::all(g);
     let mut col_rows = col.chunks_exact_mut(out_rows.len() * g.out_w);
     for plane in x_group.chunks_exact(g.in_h * g.in_w) {
-        for ki in 0..g.kernel_h {
-            for kj in 0..g.kernel_w {
-                let Some(col_row) = col_rows.next() else {
-                    return;
-                };
-                let tap = TapWindow::new(g, ki, kj);
-                if contiguous {
-                    gather_contiguous(g, plane, &tap, out_rows.clone(), col_row);
-                } else {
-                    gather_rows(g, plane, &tap, out_rows.clone(), col_row);
-                }
+        for tap in &taps {
+            let Some(col_row) = col_rows.next() else {
+                return;
+            };
+            if contiguous {
+                gather_contiguous(g, plane, tap, out_rows.clone(), col_row);
+            } else {
+                gather_rows(g, plane, tap, out_rows.clone(), col_row);
             }
         }
     }
@@ -205,19 +211,17 @@ pub(super) fn col2im_add<T: Float>(
         return;
     }
     let contiguous = rows_are_contiguous(g);
+    let taps = TapWindow::all(g);
     let mut col_rows = col.chunks_exact_mut(out_rows.len() * g.out_w);
     for plane in x_group.chunks_exact_mut(g.in_h * g.in_w) {
-        for ki in 0..g.kernel_h {
-            for kj in 0..g.kernel_w {
-                let Some(col_row) = col_rows.next() else {
-                    return;
-                };
-                let tap = TapWindow::new(g, ki, kj);
-                if contiguous {
-                    scatter_contiguous(g, col_row, &tap, out_rows.clone(), plane);
-                } else {
-                    scatter_rows(g, col_row, &tap, out_rows.clone(), plane);
-                }
+        for tap in &taps {
+            let Some(col_row) = col_rows.next() else {
+                return;
+            };
+            if contiguous {
+                scatter_contiguous(g, col_row, tap, out_rows.clone(), plane);
+            } else {
+                scatter_rows(g, col_row, tap, out_rows.clone(), plane);
             }
         }
     }
