@@ -775,7 +775,7 @@ fn max_pool_saved_argmax_matches_stateless_vjp_and_jvp() {
         let mut tape = Tape::new();
         let input = tape.variable(x.clone());
         tape.set_tangent(input, dir.clone()).unwrap();
-        let y = tape.apply(op.clone(), &[input]).unwrap();
+        let y = tape.apply(op, &[input]).unwrap();
         let seed = t(
             tape.value(y).shape(),
             &(0..tape.value(y).len())
