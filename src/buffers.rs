@@ -6,8 +6,12 @@
 //! adjoints and tangents when they are recomputed); ops take their output buffers from
 //! here. The pool is per thread (tapes run on one thread; kernels only parallelise inside
 //! an op), holds only buffers of at least [`MIN_POOLED_BYTES`], and is bounded by
-//! [`MAX_POOLED_BUFFERS`] and [`MAX_POOLED_BYTES`]. [`release`] empties it; the
-//! attribution sweep calls it when it ends, so nothing stays held after a request.
+//! [`MAX_POOLED_BUFFERS`] and [`MAX_POOLED_BYTES`].
+//!
+//! The pool outlives a request on purpose: a process explaining input after input (a
+//! server, a benchmark, `mho ablate`) then reuses the same memory instead of having the
+//! operating system map and zero fresh pages for every request. What it holds is at most
+//! about one step chunk's tape. [`release`] frees it all.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -21,7 +25,7 @@ pub const MIN_POOLED_BYTES: usize = 1 << 16;
 pub const MAX_POOLED_BUFFERS: usize = 256;
 
 /// At most this many bytes are kept per thread.
-pub const MAX_POOLED_BYTES: usize = 1 << 31;
+pub const MAX_POOLED_BYTES: usize = 1 << 29;
 
 /// A recycled buffer and its capacity in bytes.
 struct Pooled {
@@ -108,17 +112,6 @@ pub fn take_filled<E: Copy + Default + 'static>(len: usize, value: E) -> Vec<E> 
 /// Frees every buffer this thread holds.
 pub fn release() {
     POOL.with_borrow_mut(|pool| *pool = Pool::default());
-}
-
-/// Calls [`release`] when dropped: hold one for the length of a job whose tapes recycle
-/// buffers, so that the job leaves nothing held, on success or error.
-#[must_use = "the pool is released when the guard is dropped"]
-pub struct ReleaseOnDrop;
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        release();
-    }
 }
 
 /// The number of buffers and bytes this thread holds.

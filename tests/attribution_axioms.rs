@@ -778,12 +778,15 @@ proptest! {
     #![proptest_config(config(8))]
 
     /// On smooth networks the difference form (a left Riemann–Stieltjes sum on the rule's
-    /// n+1 nodes) approaches the tangent form at first order: deviation C/n + O(1/n²). From
-    /// n = 50 to n = 5000 the first-order term falls 100-fold; the largest unit deviation of
-    /// each layer must fall at least 10-fold (the O(1/n²) term can cancel part of C/n at
-    /// n = 50: over 120 probe cases the smallest fall seen was 14.7), and be below 1% of
-    /// the layer's largest conductance at n = 5000 (largest seen: 0.07%). Trapezoid and
-    /// Gauss–Legendre node sets.
+    /// n+1 nodes) approaches the tangent form at first order: deviation e(n) ≈ C/n + D/n².
+    /// The D/n² term can cancel C/n near one step count n* = −D/C, so a single coarse n
+    /// may show an abnormally small deviation (seed 11570617880139867195, trapezoid: layer
+    /// 6 deviates 4.5e-8 at n = 50, 6.1e-8 at n = 500, 6.6e-9 at n = 5000). Cancellation
+    /// cannot hit both n = 50 and n = 500 (for the fall from 500 to 5000 to be under 5,
+    /// −714 < D/C < −263, and then e(50) ≥ 4.2|C|/50, over 400 times e(5000)). So the largest unit deviation
+    /// of each layer at n = 5000 must be at most 1/5 of the larger of those at n = 50 and
+    /// n = 500, and below 1% of the layer's largest conductance (largest seen: 0.07%).
+    /// Trapezoid and Gauss–Legendre node sets.
     #[test]
     fn difference_form_converges_to_tangent_form(net in nets(Kind::Smooth)) {
         for rule in [Rule::RiemannTrapezoid, Rule::GaussLegendre] {
@@ -800,11 +803,13 @@ proptest! {
                     (max_diff(a.data(), b.data()), max_abs(a.data()))
                 }).collect()
             };
-            let (coarse, fine) = (dev(50), dev(5000));
-            for (li, (&(c, scale), &(f, _))) in coarse.iter().zip(&fine).enumerate() {
+            let (coarse, middle, fine) = (dev(50), dev(500), dev(5000));
+            for (li, ((&(c, scale), &(m, _)), &(f, _))) in
+                coarse.iter().zip(&middle).zip(&fine).enumerate()
+            {
                 prop_assert!(
-                    f <= c / 10.0 + 1e-12 * scale,
-                    "{rule}, layer {li}: difference − tangent {c:e} at n = 50, {f:e} at n = 5000\n{net:?}"
+                    f <= c.max(m) / 5.0 + 1e-12 * scale,
+                    "{rule}, layer {li}: difference − tangent {c:e} at n = 50, {m:e} at n = 500, {f:e} at n = 5000\n{net:?}"
                 );
                 prop_assert!(
                     f <= 0.01 * scale + 1e-300,

@@ -17,3 +17,5 @@ pub mod pool;
 
 pub use error::KernelError;
 pub use float::Float;
+#[doc(hidden)]
+pub use scratch::poison as poison_scratch;

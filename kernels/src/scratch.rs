@@ -36,6 +36,13 @@ pub(crate) fn with_scratch<T: Copy + Default + 'static, R>(
     result
 }
 
+/// Fills this thread's kept scratch buffer (growing it to `len`) with `value`, so tests
+/// can show that no kernel reads scratch it has not written (poison it with NaN).
+#[doc(hidden)]
+pub fn poison<T: Copy + Default + 'static>(len: usize, value: T) {
+    with_scratch::<T, _>(len, |s| s.fill(value));
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_scratch;

@@ -117,6 +117,14 @@ proptest! {
         check_against_reference(&g, seed)?;
     }
 
+    /// The im2col scratch is reused from call to call: the kernels must write every part
+    /// of it they read, so NaN left in it must not reach any result.
+    #[test]
+    fn stale_scratch_never_leaks((g, seed) in conv_case()) {
+        mho_kernels::poison_scratch(1 << 16, f64::NAN);
+        check_against_reference(&g, seed)?;
+    }
+
     /// Large outputs are processed in several column tiles of whole output rows (an
     /// im2col tile holds about 1 MiB).
     #[test]

@@ -346,8 +346,8 @@ fn accumulate<T: Float>(
 
 /// Runs one attribution request on a batch `x` of shape [N, ...input_shape].
 pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Result<Report> {
-    // The sweep's tapes recycle their buffers chunk to chunk; none stay held afterwards.
-    let _release = crate::buffers::ReleaseOnDrop;
+    // The sweep's tapes recycle their buffers chunk to chunk, and the next request on
+    // this thread reuses them (bounded; `mho::buffers::release` frees them).
     ensure!(
         x.ndim() >= 1 && x.shape()[0] >= 1,
         "--input: empty batch {:?}",

@@ -120,6 +120,13 @@ pub struct Tape<T: Float> {
     nodes: Vec<Node<T>>,
 }
 
+impl<T: Float> Drop for Tape<T> {
+    /// A dropped tape gives its buffers to [`crate::buffers`], like [`Tape::clear`].
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
 impl<T: Float> Default for Tape<T> {
     fn default() -> Self {
         Self::new()
