@@ -6,8 +6,8 @@
 //! example its own. The input is a variable whose tangent is x − x' (so every node's
 //! tangent is d node / dα), weights are constants (no weight gradients), and one backward
 //! pass from F = Σ_rows output[row, target of the row's example] leaves ∂F/∂y on every node. The visitor reads
-//! values, adjoints and tangents of every layer off the tape; then the tape is cleared and
-//! reused for the next chunk, so memory is bounded by the chunk size, not the step count.
+//! values, adjoints and tangents of every layer off the tape; then the tape is truncated
+//! back to the weights (recorded once) and reused for the next chunk, so memory is bounded by the chunk size, not the step count.
 
 use crate::nn::Model;
 use crate::ops::GatherRows;
@@ -129,13 +129,16 @@ pub fn sweep<T: Float>(
     );
     let direction = x.zip_map(baseline, |a, b| a - b)?;
     let mut tape = Tape::new();
+    // The weights go on the tape once; each chunk truncates the tape back to them.
+    let params = model.record_params(&mut tape, false);
+    let weights_end = tape.len();
     for chunk_rows in rows.chunks(opts.chunk_rows) {
-        tape.clear();
+        tape.truncate(weights_end);
         let input = tape.variable(path_points(x, baseline, chunk_rows)?);
         if opts.tangents {
             tape.set_tangent(input, path_tangents(&direction, chunk_rows)?)?;
         }
-        let layers = model.record(&mut tape, input, false)?.layer_outputs;
+        let layers = model.record_using(&mut tape, input, &params)?.layer_outputs;
         if opts.adjoints {
             let out = *layers.last().unwrap_or(&input);
             let indices = chunk_rows.iter().map(|r| targets[r.example]).collect();

@@ -15,6 +15,6 @@ pub mod train;
 
 pub use arch::{Architecture, LayerSpec, FORMAT};
 pub use json::MAX_SIZE;
-pub use model::{DType, Model, Recorded};
+pub use model::{DType, Model, Recorded, RecordedParams};
 pub use presets::Preset;
 pub use train::{evaluate, train, Optimizer, TrainConfig, TrainEvent};

@@ -81,6 +81,15 @@ pub struct Recorded {
     pub params: Vec<(String, NodeId)>,
 }
 
+/// A model's parameters as recorded on a tape by [`Model::record_params`].
+#[derive(Clone, Debug)]
+pub struct RecordedParams {
+    /// `nodes[i][j]`: the node of layer i's j-th parameter.
+    nodes: Vec<Vec<NodeId>>,
+    /// The trainable ones by state_dict name (empty unless recorded as trainable).
+    trained: Vec<(String, NodeId)>,
+}
+
 impl<T: Float> Model<T> {
     /// A model from an architecture and parameters given by state_dict name; every
     /// parameter the architecture needs must be present with its shape. Parameters are
@@ -325,35 +334,63 @@ impl<T: Float> Model<T> {
     /// Parameters are `tape.constant`s, or `tape.variable`s when `trainable` (running
     /// statistics stay constants), listed by state_dict name in [`Recorded::params`].
     pub fn record(&self, tape: &mut Tape<T>, input: NodeId, trainable: bool) -> Result<Recorded> {
+        let params = self.record_params(tape, trainable);
+        self.record_using(tape, input, &params)
+    }
+
+    /// Puts every parameter on `tape` once: `tape.constant`s, or `tape.variable`s for
+    /// weights and biases when `trainable`. Pass the result to [`Model::record_using`]
+    /// for each pass that shares them (the attribution sweep records its weights once and
+    /// truncates the tape back to them between step chunks).
+    pub fn record_params(&self, tape: &mut Tape<T>, trainable: bool) -> RecordedParams {
+        let mut nodes = Vec::with_capacity(self.params.len());
+        let mut trained = Vec::new();
+        for (i, layer) in self.params.iter().enumerate() {
+            let mut ids = Vec::with_capacity(layer.len());
+            for p in layer {
+                let id = if trainable && matches!(p.suffix, "weight" | "bias") {
+                    let id = tape.variable(p.value.clone());
+                    trained.push((format!("{i}.{}", p.suffix), id));
+                    id
+                } else {
+                    tape.constant(p.value.clone())
+                };
+                ids.push(id);
+            }
+            nodes.push(ids);
+        }
+        RecordedParams { nodes, trained }
+    }
+
+    /// Records every layer on `tape` from the node `input` ([N, ...input_shape]), reading
+    /// the parameters from `params` (from [`Model::record_params`] on the same tape).
+    pub fn record_using(
+        &self,
+        tape: &mut Tape<T>,
+        input: NodeId,
+        params: &RecordedParams,
+    ) -> Result<Recorded> {
         self.check_input(tape.value(input))?;
+        ensure!(
+            params.nodes.len() == self.params.len()
+                && params
+                    .nodes
+                    .iter()
+                    .zip(&self.params)
+                    .all(|(ids, ps)| ids.len() == ps.len()),
+            "record: parameters recorded for another model"
+        );
         let mut layer_outputs = Vec::with_capacity(self.arch.layers.len());
-        let mut names = Vec::new();
         let mut cur = input;
         for (i, spec) in self.arch.layers.iter().enumerate() {
             let ctx = |e: crate::Error| e.context(format_args!("layer {i} ({})", spec.type_name()));
-            let mut leaves: Vec<Option<NodeId>> = vec![None; self.params[i].len()];
             let steps = layer_steps::<T>(spec, tape.value(cur)).map_err(ctx)?;
             for step in steps {
                 let mut ids = Vec::with_capacity(step.args.len());
                 for a in step.args {
                     ids.push(match a {
                         Arg::Prev => cur,
-                        Arg::Param(j) => match leaves[j] {
-                            Some(id) => id,
-                            None => {
-                                let p = &self.params[i][j];
-                                let train = trainable && matches!(p.suffix, "weight" | "bias");
-                                let id = if train {
-                                    let id = tape.variable(p.value.clone());
-                                    names.push((format!("{i}.{}", p.suffix), id));
-                                    id
-                                } else {
-                                    tape.constant(p.value.clone())
-                                };
-                                leaves[j] = Some(id);
-                                id
-                            }
-                        },
+                        Arg::Param(j) => params.nodes[i][j],
                         Arg::Const(t) => tape.constant(t),
                     });
                 }
@@ -363,7 +400,7 @@ impl<T: Float> Model<T> {
         }
         Ok(Recorded {
             layer_outputs,
-            params: names,
+            params: params.trained.clone(),
         })
     }
 }

@@ -17,6 +17,7 @@ use mho_kernels::pool::{
     Pool2dGeometry, NO_ARGMAX,
 };
 use mho_kernels::{Float, KernelError};
+use rayon::prelude::*;
 
 /// 2-d max pooling over NCHW planes.
 #[derive(Clone, Copy, Debug)]
@@ -283,8 +284,19 @@ macro_rules! max_pool_op {
                 let argmax = plan.argmax($name, x[0], saved)?;
                 let td = t.data();
                 let mut out = Tensor::for_overwrite(&plan.out_shape);
-                for (o, &i) in out.data_mut().iter_mut().zip(argmax.iter()) {
-                    *o = if i == NO_ARGMAX { T::ZERO } else { td[i] };
+                let gather = |(o, a): (&mut [T], &[usize])| {
+                    for (o, &i) in o.iter_mut().zip(a) {
+                        *o = if i == NO_ARGMAX { T::ZERO } else { td[i] };
+                    }
+                };
+                const CHUNK: usize = 1 << 14;
+                if argmax.len() >= 4 * CHUNK {
+                    out.data_mut()
+                        .par_chunks_mut(CHUNK)
+                        .zip(argmax.par_chunks(CHUNK))
+                        .for_each(gather);
+                } else {
+                    gather((out.data_mut(), &argmax));
                 }
                 Ok(out)
             }

@@ -152,7 +152,22 @@ impl<T: Float> Tape<T> {
     /// Forgets every node (keeping the arena's capacity for the next pass, and giving
     /// the nodes' buffers to [`crate::buffers`] for the next pass's tensors).
     pub fn clear(&mut self) {
-        for node in self.nodes.drain(..) {
+        self.truncate(0);
+    }
+
+    /// Forgets every node from index `len` on, like [`Tape::clear`] for the tail only:
+    /// the nodes before it (a model's weights, say) stay for the next pass. Adjoints and
+    /// tangents of the kept nodes are cleared too.
+    pub fn truncate(&mut self, len: usize) {
+        for node in self.nodes.iter_mut().take(len) {
+            for t in [node.adjoint.take(), node.tangent.take()]
+                .into_iter()
+                .flatten()
+            {
+                t.recycle();
+            }
+        }
+        for node in self.nodes.drain(len.min(self.nodes.len())..) {
             node.value.recycle();
             for t in [node.adjoint, node.tangent].into_iter().flatten() {
                 t.recycle();
