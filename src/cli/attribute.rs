@@ -161,6 +161,8 @@ fn run_typed<T: Float>(a: &AttributeArgs, req: &Request) -> Result<String> {
     }
     let x: Tensor<T> = read_input(&a.input, model.input_shape(), false)?;
     let report = attribute(&model, &x, req)?;
+    // One request per process: free the recycled tape buffers before building the JSON.
+    crate::buffers::release();
     if let Some(path) = &a.heatmap {
         crate::viz::save_report_pictures(&report, &x.cast(), path)?;
     }
