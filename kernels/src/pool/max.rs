@@ -108,25 +108,28 @@ fn max_plane_2x2<T: Float>(
     argmax_plane: &mut [usize],
 ) {
     let w = g.in_w;
-    let neg_inf = T::from_f64(f64::NEG_INFINITY);
+    let out_w = g.out_w;
     for oh in 0..g.out_h {
         let top = 2 * oh * w;
-        let y_row = &mut y_plane[oh * g.out_w..(oh + 1) * g.out_w];
-        let a_row = &mut argmax_plane[oh * g.out_w..(oh + 1) * g.out_w];
-        for (ow, (y, argmax)) in y_row.iter_mut().zip(a_row.iter_mut()).enumerate() {
-            let i = top + 2 * ow;
-            let taps = [i, i + 1, i + w, i + w + 1];
-            let mut best = i;
-            let mut max = neg_inf;
-            for index in taps {
-                let v = x_plane[index];
-                if v > max || v.is_nan() {
-                    max = v;
-                    best = index;
-                }
+        // The two input rows of this output row, cut to the 2·OW columns the windows read.
+        let upper = &x_plane[top..top + 2 * out_w];
+        let lower = &x_plane[top + w..top + w + 2 * out_w];
+        let y_row = &mut y_plane[oh * out_w..(oh + 1) * out_w];
+        let a_row = &mut argmax_plane[oh * out_w..(oh + 1) * out_w];
+        let windows = upper.chunks_exact(2).zip(lower.chunks_exact(2));
+        for (ow, ((y, argmax), (u, l))) in y_row.iter_mut().zip(a_row).zip(windows).enumerate() {
+            // Starting from −∞, the first tap is always the running max (a −∞ first tap
+            // leaves max = −∞ and the first index either way). Later taps are taken when
+            // strictly greater or NaN, as selects rather than branches: random data would
+            // mispredict half of them.
+            let (mut max, mut offset) = (u[0], 0);
+            for (v, off) in [(u[1], 1), (l[0], w), (l[1], w + 1)] {
+                let take = v > max || v.is_nan();
+                max = if take { v } else { max };
+                offset = if take { off } else { offset };
             }
             *y = max;
-            *argmax = base + best;
+            *argmax = base + top + 2 * ow + offset;
         }
     }
 }
