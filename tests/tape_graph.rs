@@ -832,3 +832,52 @@ fn truncate_keeps_the_prefix_and_replays_like_a_fresh_tape() {
     let w_fresh = fresh.constant(w.clone());
     assert_eq!(replayed, run(&mut fresh, w_fresh, &x2));
 }
+
+/// Pointwise ops compute value and tangent in one pass when the tape carries tangents;
+/// that must equal `forward` then `jvp` bit for bit, NaNs, zeros and kinks included.
+#[test]
+fn fused_pointwise_forward_and_tangent_equal_separate_calls() {
+    fn check(op: impl Op<f64> + Clone + 'static, x: &Tensor<f64>, t: &Tensor<f64>) {
+        let mut tape = Tape::new();
+        let input = tape.variable(x.clone());
+        tape.set_tangent(input, t.clone()).unwrap();
+        let y = tape.apply(op.clone(), &[input]).unwrap();
+        let bits = |v: &Tensor<f64>| v.data().iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let value = op.forward(&[x]).unwrap();
+        let tangent = op.jvp(&[x], &value, &[Some(t)]).unwrap();
+        assert_eq!(bits(tape.value(y)), bits(&value), "{}", op.name());
+        assert_eq!(
+            bits(tape.tangent(y).unwrap()),
+            bits(&tangent),
+            "{}",
+            op.name()
+        );
+    }
+    let mut rng = Rng::new(23);
+    // Long enough for the parallel path (2^16 elements), with zeros, NaNs and infinities.
+    let n = 70_000;
+    let mut data: Vec<f64> = (0..n).map(|_| rng.uniform(-3.0, 3.0)).collect();
+    for (i, special) in [0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY]
+        .into_iter()
+        .enumerate()
+    {
+        data[i * 997] = special;
+    }
+    let t_data: Vec<f64> = (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    for len in [5, n] {
+        let x = t(&[len], &data[..len]);
+        let tan = t(&[len], &t_data[..len]);
+        check(Relu, &x, &tan);
+        check(
+            LeakyRelu {
+                negative_slope: 0.1,
+            },
+            &x,
+            &tan,
+        );
+        check(Tanh, &x, &tan);
+        check(Sigmoid, &x, &tan);
+        check(Exp, &x, &tan);
+        check(Log, &x, &tan);
+    }
+}

@@ -69,6 +69,35 @@ pub fn zip_map<T: Float>(
     Ok(())
 }
 
+/// (y[i], ty[i]) ← f(x[i], t[i]): a pointwise function and its tangent in one pass over
+/// the input and its tangent (y and ty overwritten).
+pub fn map_with_tangent<T: Float>(
+    x: &[T],
+    t: &[T],
+    y: &mut [T],
+    ty: &mut [T],
+    f: impl Fn(T, T) -> (T, T) + Sync,
+) -> Result<(), KernelError> {
+    check_same_len("map_with_tangent", "tangent", x.len(), t.len())?;
+    check_same_len("map_with_tangent", "output", x.len(), y.len())?;
+    check_same_len("map_with_tangent", "output tangent", x.len(), ty.len())?;
+    let apply = |y: &mut [T], ty: &mut [T], x: &[T], t: &[T]| {
+        for (((y, ty), &x), &t) in y.iter_mut().zip(ty.iter_mut()).zip(x).zip(t) {
+            (*y, *ty) = f(x, t);
+        }
+    };
+    if x.len() >= PARALLEL_MIN_LEN {
+        y.par_chunks_mut(CHUNK_LEN)
+            .zip(ty.par_chunks_mut(CHUNK_LEN))
+            .zip(x.par_chunks(CHUNK_LEN))
+            .zip(t.par_chunks(CHUNK_LEN))
+            .for_each(|(((y, ty), x), t)| apply(y, ty, x, t));
+    } else {
+        apply(y, ty, x, t);
+    }
+    Ok(())
+}
+
 /// y ← y + alpha·x.
 pub fn axpy<T: Float>(alpha: T, x: &[T], y: &mut [T]) -> Result<(), KernelError> {
     check_same_len("axpy", "y", x.len(), y.len())?;

@@ -98,3 +98,25 @@ fn length_mismatches_are_errors() {
     assert!(reference::dot(&a, &y).is_err());
     assert_eq!(elementwise::dot::<f64>(&[], &[]), Ok(0.0));
 }
+
+/// map_with_tangent writes f(x, t) into both outputs, element by element, on every length
+/// (serial and parallel paths), and rejects mismatched lengths.
+#[test]
+fn map_with_tangent_matches_elementwise_application() {
+    let mut rng = Rng::new(31);
+    for len in [0, 1, 7, (1 << 16) - 1, 1 << 16, 100_003] {
+        let x = rng.vec(len);
+        let t = rng.vec(len);
+        let f = |x: f64, t: f64| (x.max(0.0), if x > 0.0 { t } else { 0.5 * t });
+        let (mut y, mut ty) = (vec![f64::NAN; len], vec![f64::NAN; len]);
+        elementwise::map_with_tangent(&x, &t, &mut y, &mut ty, f).unwrap();
+        for i in 0..len {
+            assert_eq!((y[i], ty[i]), f(x[i], t[i]), "element {i} of {len}");
+        }
+    }
+    let (x, mut y, mut ty) = (vec![0.0; 4], vec![0.0; 4], vec![0.0; 3]);
+    assert!(elementwise::map_with_tangent(&x, &x, &mut y, &mut ty, |a, b| (a, b)).is_err());
+    assert!(
+        elementwise::map_with_tangent(&x, &x[..3], &mut y, &mut ty[..], |a, b| (a, b)).is_err()
+    );
+}

@@ -8,9 +8,10 @@ use super::{
     check_jvp, check_output, check_vjp, expect_inputs, map_tensor, unary_jvp, unary_vjp,
     zip_tensors,
 };
-use crate::tape::{Linearity, Op};
+use crate::tape::{Linearity, Op, Saved};
 use crate::tensor::Tensor;
 use crate::{ensure, Result};
+use mho_kernels::elementwise::map_with_tangent;
 use mho_kernels::Float;
 
 /// Which value a pointwise op's derivative is computed from.
@@ -106,6 +107,43 @@ macro_rules! pointwise_op {
             ) -> Result<Tensor<T>> {
                 let $sd = self;
                 pointwise_jvp($name, x, y, t, SlopeFrom::$from, |$a: T| $d)
+            }
+
+            fn forward_and_jvp(
+                &self,
+                x: &[&Tensor<T>],
+                t: &[Option<&Tensor<T>>],
+            ) -> Result<(Tensor<T>, Option<Saved>, Tensor<T>)> {
+                expect_inputs($name, x, 1)?;
+                let Some(tx) = t.first().copied().flatten() else {
+                    let y = self.forward(x)?;
+                    let ty = self.jvp(x, &y, t)?;
+                    return Ok((y, None, ty));
+                };
+                check_jvp($name, x, t, 1)?;
+                let $s = self;
+                let value = |$v: T| $f;
+                let $sd = self;
+                let slope = |$a: T| $d;
+                let mut y = Tensor::for_overwrite(x[0].shape());
+                let mut ty = Tensor::for_overwrite(x[0].shape());
+                // The same arithmetic as `forward` then `jvp`, in one pass.
+                let kernel = map_with_tangent(
+                    x[0].data(),
+                    tx.data(),
+                    y.data_mut(),
+                    ty.data_mut(),
+                    |v: T, tv: T| {
+                        let out = value(v);
+                        let source = match SlopeFrom::$from {
+                            SlopeFrom::Input => v,
+                            SlopeFrom::Output => out,
+                        };
+                        (out, tv * slope(source))
+                    },
+                );
+                kernel.map_err(|e| crate::Error::from(e).context($name))?;
+                Ok((y, None, ty))
             }
 
             fn linearity(&self) -> Linearity {

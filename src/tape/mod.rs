@@ -99,6 +99,20 @@ pub trait Op<T: Float>: Send + Sync {
         self.jvp(inputs, output, tangents)
     }
 
+    /// The forward value, its saved state and the output's tangent together; the tape
+    /// calls this when any input carries a tangent. The default runs
+    /// [`Op::forward_saving`] then [`Op::jvp_with`]; pointwise ops override it to read
+    /// their input once. Overrides must give bit-identical results to the default.
+    fn forward_and_jvp(
+        &self,
+        inputs: &[&Tensor<T>],
+        tangents: &[Option<&Tensor<T>>],
+    ) -> Result<(Tensor<T>, Option<Saved>, Tensor<T>)> {
+        let (value, saved) = self.forward_saving(inputs)?;
+        let tangent = self.jvp_with(inputs, &value, tangents, saved.as_ref())?;
+        Ok((value, saved, tangent))
+    }
+
     /// How the op bends (default: smooth, the safe assumption).
     fn linearity(&self) -> Linearity {
         Linearity::Smooth
@@ -234,15 +248,16 @@ impl<T: Float> Tape<T> {
             self.node(i)?;
         }
         let values: Vec<&Tensor<T>> = inputs.iter().map(|i| &self.nodes[i.0].value).collect();
-        let (value, saved) = op.forward_saving(&values)?;
         let tangents: Vec<Option<&Tensor<T>>> = inputs
             .iter()
             .map(|i| self.nodes[i.0].tangent.as_ref())
             .collect();
-        let tangent = if tangents.iter().any(Option::is_some) {
-            Some(op.jvp_with(&values, &value, &tangents, saved.as_ref())?)
+        let (value, saved, tangent) = if tangents.iter().any(Option::is_some) {
+            let (value, saved, tangent) = op.forward_and_jvp(&values, &tangents)?;
+            (value, saved, Some(tangent))
         } else {
-            None
+            let (value, saved) = op.forward_saving(&values)?;
+            (value, saved, None)
         };
         let requires_grad = inputs.iter().any(|i| self.nodes[i.0].requires_grad);
         self.nodes.push(Node {
