@@ -181,22 +181,25 @@ proptest! {
 
     #[test]
     fn fast_matches_reference_f32((g, seed) in conv_case()) {
+        // Outputs start as NaN (the kernels overwrite them), and so does this thread's
+        // f32 scratch (the kernels write what they read).
+        mho_kernels::poison_scratch(1 << 16, f32::NAN);
         let mut rng = Rng::new(seed);
         let x = rng.vec_f32(g.input_len());
         let w = rng.vec_f32(g.weight_len());
         let dy = rng.vec_f32(g.output_len());
-        let mut fast = vec![0.0f32; g.output_len()];
-        let mut slow = vec![0.0f32; g.output_len()];
+        let mut fast = vec![f32::NAN; g.output_len()];
+        let mut slow = vec![f32::NAN; g.output_len()];
         conv::conv2d_forward(&g, &x, &w, None, &mut fast).unwrap();
         reference::conv2d_forward(&g, &x, &w, None, &mut slow).unwrap();
         check_close_f32("forward f32", &fast, &slow, 1e-5)?;
-        let mut fast = vec![0.0f32; g.input_len()];
-        let mut slow = vec![0.0f32; g.input_len()];
+        let mut fast = vec![f32::NAN; g.input_len()];
+        let mut slow = vec![f32::NAN; g.input_len()];
         conv::conv2d_input_grad(&g, &dy, &w, &mut fast).unwrap();
         reference::conv2d_input_grad(&g, &dy, &w, &mut slow).unwrap();
         check_close_f32("input grad f32", &fast, &slow, 1e-5)?;
-        let mut fast = vec![0.0f32; g.weight_len()];
-        let mut slow = vec![0.0f32; g.weight_len()];
+        let mut fast = vec![f32::NAN; g.weight_len()];
+        let mut slow = vec![f32::NAN; g.weight_len()];
         conv::conv2d_weight_grad(&g, &x, &dy, &mut fast).unwrap();
         reference::conv2d_weight_grad(&g, &x, &dy, &mut slow).unwrap();
         check_close_f32("weight grad f32", &fast, &slow, 1e-5)?;

@@ -70,6 +70,11 @@ fn parallel_blocks_match_reference() {
         (1, 300, 1000),
         (5, 64, 1001),
         (17, 128, 333),
+        // Above the 2M multiply-add threshold, so these really split: rows, then columns.
+        (131, 700, 71),
+        (200, 40, 600),
+        (5, 500, 1001),
+        (1, 4000, 700),
     ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let (fast, slow) = with_threads(3, || both(m, k, n, 0.75, ta, tb, -1.0, 7));

@@ -271,7 +271,14 @@ fn each_kernel_beta_zero_and_empty_k() {
 /// only).
 #[test]
 fn f32_thread_split_is_bit_identical() {
-    for (m, k, n) in [(131, 700, 71), (5, 300, 1001), (200, 40, 600)] {
+    // Row splits, then column splits (C of 5 and 1 rows), all above the 2M multiply-add
+    // threshold below which gemm stays on one thread.
+    for (m, k, n) in [
+        (131, 700, 71),
+        (200, 40, 600),
+        (5, 500, 1001),
+        (1, 4000, 700),
+    ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let p = Problem::new(m, k, n, 0.75, ta, tb, -1.0, 3);
             let parallel = with_threads(3, || p.run_dispatched());

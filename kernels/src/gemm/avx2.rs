@@ -95,7 +95,8 @@ unsafe fn rows<const R: usize, const V: usize>(
     for _ in 0..kc {
         // SAFETY: b points to row p of the B panel, with at least V·8 ≤ NR readable
         // floats; a to row p of the A panel, with MR ≥ R readable floats (contract).
-        // The pointers advance by one row per step, kc steps in all.
+        // The pointers advance by one row per step, kc steps in all, so row p is read
+        // only for p < kc, inside the panels (the step past the last row is never read).
         unsafe {
             let bv: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(b.add(v * LANES)));
             for (i, acc_row) in acc.iter_mut().enumerate() {
@@ -104,9 +105,11 @@ unsafe fn rows<const R: usize, const V: usize>(
                     *acc = _mm256_fmadd_ps(ai, bv, *acc);
                 }
             }
-            a = a.add(MR);
-            b = b.add(ldb);
         }
+        // Stepping with wrapping arithmetic (safe; only dereferencing needs bounds): after
+        // the last row, B read in place from the caller's matrix may point past its end.
+        a = a.wrapping_add(MR);
+        b = b.wrapping_add(ldb);
     }
     let alpha = _mm256_set1_ps(alpha);
     let beta_v = _mm256_set1_ps(beta);

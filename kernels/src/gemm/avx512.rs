@@ -153,8 +153,8 @@ unsafe fn rows<const R: usize, const V: usize>(
         _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_PREFETCH * ldb + LANES) as *const i8);
         // SAFETY: b points to row p of the B panel, with at least V·16 ≤ NR readable
         // floats; a to row p of the A panel, with MR ≥ R readable floats (contract).
-        // The pointers advance by one row per step, kc steps in all, so they stay
-        // within (or one row past) the panels.
+        // The pointers advance by one row per step, kc steps in all, so row p is read
+        // only for p < kc, inside the panels (the step past the last row is never read).
         unsafe {
             let bv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(v * LANES)));
             for (i, acc_row) in acc.iter_mut().enumerate() {
@@ -163,9 +163,11 @@ unsafe fn rows<const R: usize, const V: usize>(
                     *acc = _mm512_fmadd_ps(ai, bv, *acc);
                 }
             }
-            a = a.add(MR);
-            b = b.add(ldb);
         }
+        // Stepping with wrapping arithmetic (safe; only dereferencing needs bounds): after
+        // the last row, B read in place from the caller's matrix may point past its end.
+        a = a.wrapping_add(MR);
+        b = b.wrapping_add(ldb);
     }
     let alpha = _mm512_set1_ps(alpha);
     let beta_v = _mm512_set1_ps(beta);
