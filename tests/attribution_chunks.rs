@@ -122,3 +122,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// All-layer tangent conductance copies a ReLU, Flatten, Identity or Dropout layer's
+    /// conductance from the layer feeding it instead of summing it again; that must equal,
+    /// bit for bit, the layer requested on its own (then summed from its own adjoints and
+    /// tangents), for the uniform rules and the exact one.
+    #[test]
+    fn copied_layer_conductance_equals_the_layer_computed_alone(net in nets(Kind::Any), exact in any::<bool>()) {
+        let mut all = net.request(Method::Conductance);
+        all.steps = 7;
+        if exact {
+            all.exact = Some(ExactOptions::default());
+        }
+        let everything = net.run(&all);
+        for name in net.model.layer_names() {
+            let mut alone = all.clone();
+            alone.layers = LayerSelection::Names(vec![name.clone()]);
+            let single = net.run(&alone);
+            let (a, b) = (everything.get(&name).unwrap(), single.get(&name).unwrap());
+            let bits = |t: &mho::Tensor<f64>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(a), bits(b), "layer {}\n{:?}", name, net);
+        }
+    }
+}

@@ -4,7 +4,7 @@ use super::exact::{exact_rows, ExactOptions};
 use super::path::{sweep, uniform_rows, Chunk, PathRow, SweepOptions};
 use super::quadrature::Rule;
 use super::report::Report;
-use crate::nn::Model;
+use crate::nn::{LayerSpec, Model};
 use crate::tape::NodeId;
 use crate::tensor::Tensor;
 use crate::{bail, ensure, Error, Result};
@@ -282,6 +282,43 @@ fn units(t: &Tensor<impl Float>, rows: usize) -> usize {
     t.len() / rows.max(1)
 }
 
+/// For tangent-form conductance: for each requested layer, the requested layer whose
+/// accumulated conductance it equals bit for bit, so that it is copied instead of summed.
+///
+/// A ReLU's units carry exactly the conductance of the units feeding them: with the mask
+/// m = relu'(z) ∈ {0, 1}, ∂F/∂z · dz/dα = (∂F/∂y·m)·t and ∂F/∂y · dy/dα = ∂F/∂y·(m·t), the
+/// same f32 products (m is 0 or 1), so the same sums. Flatten, Identity and Dropout (the
+/// identity at inference) pass units through unchanged. Other layers (LeakyReLU, whose
+/// slope would round differently, pooling, …) are summed. (The equality assumes finite
+/// adjoints and tangents; attribution refuses non-finite inputs.)
+fn conductance_copies<T: Float>(
+    model: &Model<T>,
+    req: &Request,
+    layers: &[LayerRef],
+) -> Vec<Option<usize>> {
+    let specs = &model.architecture().layers;
+    layers
+        .iter()
+        .map(|l| {
+            if req.method != Method::Conductance || req.form != ConductanceForm::Tangent {
+                return None;
+            }
+            let i = l.index.filter(|&i| i > 0)?;
+            let passes_units = matches!(
+                specs.get(i)?,
+                LayerSpec::ReLU
+                    | LayerSpec::Flatten { .. }
+                    | LayerSpec::Identity
+                    | LayerSpec::Dropout { .. }
+            );
+            if !passes_units {
+                return None;
+            }
+            layers.iter().position(|p| p.index == Some(i - 1))
+        })
+        .collect()
+}
+
 /// For every row r of a chunk (example e, weight w):
 /// acc[e·u + i] += w · a[r·u + i] · b[·] where b is indexed by row, or by example when
 /// `b_per_example` (the path direction), or is 1 when `None`.
@@ -456,6 +493,7 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
         .iter()
         .map(|l| vec![0.0; n * layer_shape(l).iter().product::<usize>()])
         .collect();
+    let copied_from = conductance_copies(model, req, &layers);
     let neuron_flat: Vec<usize> = match req.method {
         Method::NeuronConductance => {
             let shape = layer_shape(&layers[0]);
@@ -500,7 +538,7 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
                     accumulate(acc, rows, adj.data(), Some(direction.data()), true)
                 }
                 (Method::Conductance, ConductanceForm::Tangent) => {
-                    if let Some(t) = chunk.tape.tangent(node) {
+                    if let (None, Some(t)) = (copied_from[li], chunk.tape.tangent(node)) {
                         accumulate(acc, rows, adj.data(), Some(t.data()), false)
                     }
                 }
@@ -566,6 +604,15 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
         }
         Ok(())
     })?;
+
+    // Fill the copied layers in model order, so that chains (conv → relu → flatten) work.
+    let mut order: Vec<usize> = (0..layers.len()).collect();
+    order.sort_by_key(|&li| layers[li].index);
+    for li in order {
+        if let Some(src) = copied_from[li] {
+            accs[li] = accs[src].clone();
+        }
+    }
 
     let mut attributions = Vec::new();
     let mut delta = Vec::new();
