@@ -49,7 +49,9 @@ pub fn give<E: Copy + 'static>(buffer: Vec<E>) {
     if bytes < MIN_POOLED_BYTES {
         return;
     }
-    POOL.with_borrow_mut(|pool| {
+    // `try_with`: a tape dropped during thread teardown, after the pool, just frees.
+    let _ = POOL.try_with(|pool| {
+        let mut pool = pool.borrow_mut();
         if pool.buffers.len() < MAX_POOLED_BUFFERS && pool.bytes + bytes <= MAX_POOLED_BYTES {
             pool.bytes += bytes;
             pool.buffers.push(Pooled {
@@ -66,7 +68,8 @@ fn take_pooled<E: Copy + 'static>(len: usize) -> Option<Vec<E>> {
     if len * size_of::<E>() < MIN_POOLED_BYTES {
         return None;
     }
-    POOL.with_borrow_mut(|pool| {
+    POOL.try_with(|pool| {
+        let mut pool = pool.borrow_mut();
         let fits = |p: &Pooled| {
             p.buffer
                 .downcast_ref::<Vec<E>>()
@@ -83,6 +86,8 @@ fn take_pooled<E: Copy + 'static>(len: usize) -> Option<Vec<E>> {
         pool.bytes -= pooled.bytes;
         pooled.buffer.downcast::<Vec<E>>().ok().map(|b| *b)
     })
+    .ok()
+    .flatten()
 }
 
 /// A buffer of `len` elements whose contents are unspecified (left over from an earlier
@@ -111,7 +116,7 @@ pub fn take_filled<E: Copy + Default + 'static>(len: usize, value: E) -> Vec<E> 
 
 /// Frees every buffer this thread holds.
 pub fn release() {
-    POOL.with_borrow_mut(|pool| *pool = Pool::default());
+    let _ = POOL.try_with(|pool| *pool.borrow_mut() = Pool::default());
 }
 
 /// The number of buffers and bytes this thread holds.

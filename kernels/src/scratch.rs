@@ -22,8 +22,12 @@ pub(crate) fn with_scratch<T: Copy + Default + 'static, R>(
     len: usize,
     f: impl FnOnce(&mut [T]) -> R,
 ) -> R {
+    // `try_with`: during thread teardown (a kernel called from another thread-local's
+    // destructor) the slot may be gone; then the call simply uses a fresh buffer.
     let kept = SCRATCH
-        .with_borrow_mut(Option::take)
+        .try_with(|slot| slot.borrow_mut().take())
+        .ok()
+        .flatten()
         .and_then(|b| b.downcast::<Vec<T>>().ok());
     let mut buffer = kept.map_or_else(Vec::new, |b| *b);
     if buffer.len() < len {
@@ -31,7 +35,8 @@ pub(crate) fn with_scratch<T: Copy + Default + 'static, R>(
     }
     let result = f(&mut buffer[..len]);
     if buffer.len() * std::mem::size_of::<T>() <= MAX_KEPT_BYTES {
-        SCRATCH.with_borrow_mut(|slot| *slot = Some(Box::new(buffer)));
+        // Ignoring a slot already torn down drops the buffer, which is all that is left.
+        let _ = SCRATCH.try_with(|slot| *slot.borrow_mut() = Some(Box::new(buffer)));
     }
     result
 }
