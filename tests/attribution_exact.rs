@@ -36,8 +36,13 @@ fn exact() -> Option<ExactOptions> {
 }
 
 /// Checks exact IG and every layer's conductance against F(x) − F(x') to `tol` relative,
-/// plus the rounding of F(x) − F(x') itself, 64 ε (|F(x)| + |F(x')|): when F changes by
-/// 6e-8 around 0.5 (a sigmoid head), no computation can resolve ΔF to 1e-9 relative.
+/// plus rounding: 64 ε (|F(x)| + |F(x')|) for each of the example's pieces and once more.
+/// When F changes by 6e-8 around 0.5 (a sigmoid head), no computation can resolve ΔF to
+/// 1e-9 relative. And the walk accepts each smoothly refined piece when Σ IG over it
+/// matches F(b) − F(a) up to 64 ε times the network's magnitudes at its ends (which are at
+/// least |F|), so that floor adds up over the pieces. Seed 4799200907037169339 (Conv1d,
+/// Any, depth 5), example 2: ΔF = 5.5e-6 around F = 0.117, 156 pieces, error 3.3e-14,
+/// i.e. 280 ε of F, but 6e-9 of ΔF.
 fn check_exact_completeness(net: &Net, tol: f64) -> Result<(), TestCaseError> {
     let change = net.output_change();
     for method in [Method::IntegratedGradients, Method::Conductance] {
@@ -51,8 +56,10 @@ fn check_exact_completeness(net: &Net, tol: f64) -> Result<(), TestCaseError> {
         for (name, t) in &r.attributions {
             for e in 0..net.n() {
                 let err = (sum_of(t, e) - change[e]).abs();
-                let rounding =
-                    64.0 * f64::EPSILON * (r.outputs_input[e].abs() + r.outputs_baseline[e].abs());
+                let rounding = 64.0
+                    * f64::EPSILON
+                    * (r.outputs_input[e].abs() + r.outputs_baseline[e].abs())
+                    * (pieces[e] as f64 + 1.0);
                 prop_assert!(
                     err <= tol * change[e].abs() + rounding,
                     "{method} {name}: example {e}: Σ = {:e}, F(x) − F(x') = {:e}, relative error {:e}, pieces {pieces:?}\n{net:?}",
