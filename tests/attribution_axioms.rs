@@ -98,8 +98,12 @@ proptest! {
             let err200 = (sum_of(ig200, e) - change[e]).abs();
             let scale = change[e].abs().max(abs_sum_of(ig50, e));
             prop_assert!(err50 <= 1e-4 * scale, "example {e}: n=50 error {err50:e}, scale {scale:e}\n{net:?}");
+            // Rounding level includes that of ΔF itself, ~ε·(|F(x)| + |F(x')|): seen, a net
+            // with Σ|IG| = 3e-7 erring 5.3e-17 at both n = 50 and n = 200.
+            let f_rounding =
+                64.0 * f64::EPSILON * (r50.outputs_input[e].abs() + r50.outputs_baseline[e].abs());
             prop_assert!(
-                err200 <= (1e-10 * scale).max(0.01 * err50),
+                err200 <= (1e-10 * scale).max(0.01 * err50).max(f_rounding),
                 "example {e}: n=200 error {err200:e} vs n=50 error {err50:e}, scale {scale:e}\n{net:?}"
             );
             // The reported delta is that error, signed.
