@@ -7,6 +7,10 @@
 
 use std::slice;
 
+/// The widest panel any micro-kernel uses (the AVX-512 kernel's 32 columns): the
+/// packing loops gather that many row or column slices on the stack, not in a `Vec`.
+const MAX_PANEL: usize = 32;
+
 /// Packs the `mr`×`kc` block of op(A) at `a` (element (i, p) at `a + i·rsa + p·csa`)
 /// into `dst[..kc·panel]` as one panel of `panel` rows, zero-padding rows mr..panel.
 ///
@@ -22,7 +26,7 @@ pub(super) unsafe fn pack_a(
     kc: usize,
 ) {
     assert!(
-        mr <= panel && dst.len() >= kc * panel,
+        mr <= panel && panel <= MAX_PANEL && dst.len() >= kc * panel,
         "pack_a: buffer too small"
     );
     let dst = &mut dst[..kc * panel];
@@ -36,12 +40,13 @@ pub(super) unsafe fn pack_a(
         }
     } else if csa == 1 {
         // Rows are contiguous: read the mr rows side by side, write the panel in order.
-        // SAFETY: elements (i, 0..kc) lie at a + i·rsa + 0..kc for i < mr (contract).
-        let rows: Vec<&[f32]> = (0..mr)
-            .map(|i| unsafe { slice::from_raw_parts(a.offset(i as isize * rsa), kc) })
-            .collect();
+        let mut rows: [&[f32]; MAX_PANEL] = [&[]; MAX_PANEL];
+        for (i, row) in rows.iter_mut().enumerate().take(mr) {
+            // SAFETY: elements (i, 0..kc) lie at a + i·rsa + 0..kc for i < mr (contract).
+            *row = unsafe { slice::from_raw_parts(a.offset(i as isize * rsa), kc) };
+        }
         for (p, out) in dst.chunks_exact_mut(panel).enumerate() {
-            for (v, row) in out.iter_mut().zip(&rows) {
+            for (v, row) in out.iter_mut().zip(&rows[..mr]) {
                 *v = row[p];
             }
             out[mr..].fill(0.0);
@@ -75,7 +80,10 @@ pub(super) unsafe fn pack_b(
     nc: usize,
 ) {
     let panels = nc.div_ceil(panel);
-    assert!(dst.len() >= panels * panel * kc, "pack_b: buffer too small");
+    assert!(
+        panel <= MAX_PANEL && dst.len() >= panels * panel * kc,
+        "pack_b: buffer too small"
+    );
     for (q, out) in dst.chunks_exact_mut(panel * kc).take(panels).enumerate() {
         let j0 = q * panel;
         let cols = panel.min(nc - j0);
@@ -93,12 +101,13 @@ pub(super) unsafe fn pack_b(
         } else if rsb == 1 {
             // op(B) is stored transposed: column j is contiguous in p. Read the cols
             // columns side by side, write the panel in order.
-            // SAFETY: elements (0..kc, j0 + j) lie at first + j·csb + 0..kc, j < cols.
-            let columns: Vec<&[f32]> = (0..cols)
-                .map(|j| unsafe { slice::from_raw_parts(first.offset(j as isize * csb), kc) })
-                .collect();
+            let mut columns: [&[f32]; MAX_PANEL] = [&[]; MAX_PANEL];
+            for (j, column) in columns.iter_mut().enumerate().take(cols) {
+                // SAFETY: elements (0..kc, j0 + j) lie at first + j·csb + 0..kc, j < cols.
+                *column = unsafe { slice::from_raw_parts(first.offset(j as isize * csb), kc) };
+            }
             for (p, row) in out.chunks_exact_mut(panel).enumerate() {
-                for (v, column) in row.iter_mut().zip(&columns) {
+                for (v, column) in row.iter_mut().zip(&columns[..cols]) {
                     *v = column[p];
                 }
                 row[cols..].fill(0.0);
