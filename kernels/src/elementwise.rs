@@ -9,6 +9,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::check::check_len;
+use crate::simd::vectorized;
 use crate::{Float, KernelError};
 
 /// Slices at least this long are processed in parallel.
@@ -33,7 +34,12 @@ fn check_same_len(
 /// y[i] ← f(x[i]) (y overwritten).
 pub fn map<T: Float>(x: &[T], y: &mut [T], f: impl Fn(T) -> T + Sync) -> Result<(), KernelError> {
     check_same_len("map", "output", x.len(), y.len())?;
-    let apply = |(yc, xc): (&mut [T], &[T])| yc.iter_mut().zip(xc).for_each(|(y, x)| *y = f(*x));
+    let apply = |(yc, xc): (&mut [T], &[T])| {
+        vectorized(
+            #[inline(always)]
+            || yc.iter_mut().zip(xc).for_each(|(y, x)| *y = f(*x)),
+        )
+    };
     if x.len() >= PARALLEL_MIN_LEN {
         y.par_chunks_mut(CHUNK_LEN)
             .zip(x.par_chunks(CHUNK_LEN))
@@ -54,9 +60,14 @@ pub fn zip_map<T: Float>(
     check_same_len("zip_map", "second operand", a.len(), b.len())?;
     check_same_len("zip_map", "output", a.len(), y.len())?;
     let apply = |((yc, ac), bc): ((&mut [T], &[T]), &[T])| {
-        yc.iter_mut()
-            .zip(ac.iter().zip(bc))
-            .for_each(|(y, (a, b))| *y = f(*a, *b));
+        vectorized(
+            #[inline(always)]
+            || {
+                yc.iter_mut()
+                    .zip(ac.iter().zip(bc))
+                    .for_each(|(y, (a, b))| *y = f(*a, *b))
+            },
+        );
     };
     if a.len() >= PARALLEL_MIN_LEN {
         y.par_chunks_mut(CHUNK_LEN)
@@ -82,9 +93,14 @@ pub fn map_with_tangent<T: Float>(
     check_same_len("map_with_tangent", "output", x.len(), y.len())?;
     check_same_len("map_with_tangent", "output tangent", x.len(), ty.len())?;
     let apply = |y: &mut [T], ty: &mut [T], x: &[T], t: &[T]| {
-        for (((y, ty), &x), &t) in y.iter_mut().zip(ty.iter_mut()).zip(x).zip(t) {
-            (*y, *ty) = f(x, t);
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for (((y, ty), &x), &t) in y.iter_mut().zip(ty.iter_mut()).zip(x).zip(t) {
+                    (*y, *ty) = f(x, t);
+                }
+            },
+        )
     };
     if x.len() >= PARALLEL_MIN_LEN {
         y.par_chunks_mut(CHUNK_LEN)
@@ -101,8 +117,12 @@ pub fn map_with_tangent<T: Float>(
 /// y ← y + alpha·x.
 pub fn axpy<T: Float>(alpha: T, x: &[T], y: &mut [T]) -> Result<(), KernelError> {
     check_same_len("axpy", "y", x.len(), y.len())?;
-    let apply =
-        |(yc, xc): (&mut [T], &[T])| yc.iter_mut().zip(xc).for_each(|(y, x)| *y += alpha * *x);
+    let apply = |(yc, xc): (&mut [T], &[T])| {
+        vectorized(
+            #[inline(always)]
+            || yc.iter_mut().zip(xc).for_each(|(y, x)| *y += alpha * *x),
+        )
+    };
     if x.len() >= PARALLEL_MIN_LEN {
         y.par_chunks_mut(CHUNK_LEN)
             .zip(x.par_chunks(CHUNK_LEN))

@@ -9,6 +9,7 @@ mod check;
 mod error;
 mod float;
 mod scratch;
+pub mod simd;
 
 pub mod conv;
 pub mod elementwise;

@@ -8,6 +8,7 @@ use crate::nn::{LayerSpec, Model};
 use crate::tape::NodeId;
 use crate::tensor::Tensor;
 use crate::{bail, ensure, Error, Result};
+use mho_kernels::simd::vectorized;
 use mho_kernels::Float;
 use rayon::prelude::*;
 use std::fmt;
@@ -341,31 +342,17 @@ fn accumulate<T: Float>(
     if u == 0 {
         return;
     }
-    let add_rows = |e: usize, first: usize, out: &mut [f64]| {
-        let units = first..first + out.len();
-        for (r, row) in rows.iter().enumerate().filter(|(_, row)| row.example == e) {
-            let w = row.weight;
-            let av = &a[r * u..][units.clone()];
-            match b {
-                None => out
-                    .iter_mut()
-                    .zip(av)
-                    .for_each(|(o, &x)| *o += w * x.to_f64()),
-                Some(b) => {
-                    let br = if b_per_example { e * u } else { r * u };
-                    let bv = &b[br..][units.clone()];
-                    for ((o, &x), &y) in out.iter_mut().zip(av).zip(bv) {
-                        *o += w * x.to_f64() * y.to_f64();
-                    }
-                }
-            }
-        }
-    };
     let add_block = |e: usize, first: usize, block: &mut [f64]| {
-        // Sub-blocks small enough to stay in L1 while every row is added to them.
-        for (s, out) in block.chunks_mut(L1_UNITS).enumerate() {
-            add_rows(e, first + s * L1_UNITS, out);
-        }
+        // Sub-blocks small enough to stay in L1 while every row is added to them; the
+        // loops compiled for the CPU's widest vectors (the same sums, element by element).
+        vectorized(
+            #[inline(always)]
+            || {
+                for (s, out) in block.chunks_mut(L1_UNITS).enumerate() {
+                    add_rows(rows, a, b, b_per_example, u, e, first + s * L1_UNITS, out);
+                }
+            },
+        )
     };
     if u * rows.len() < BLOCK {
         for (e, out) in acc.chunks_mut(u).enumerate() {
@@ -379,6 +366,40 @@ fn accumulate<T: Float>(
             .enumerate()
             .for_each(|(blk, out)| add_block(e, blk * BLOCK, out));
     });
+}
+
+/// [`accumulate`]'s inner loop: adds example e's rows to `out`, the accumulator of units
+/// `first..first + out.len()`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn add_rows<T: Float>(
+    rows: &[PathRow],
+    a: &[T],
+    b: Option<&[T]>,
+    b_per_example: bool,
+    u: usize,
+    e: usize,
+    first: usize,
+    out: &mut [f64],
+) {
+    let units = first..first + out.len();
+    for (r, row) in rows.iter().enumerate().filter(|(_, row)| row.example == e) {
+        let w = row.weight;
+        let av = &a[r * u..][units.clone()];
+        match b {
+            None => out
+                .iter_mut()
+                .zip(av)
+                .for_each(|(o, &x)| *o += w * x.to_f64()),
+            Some(b) => {
+                let br = if b_per_example { e * u } else { r * u };
+                let bv = &b[br..][units.clone()];
+                for ((o, &x), &y) in out.iter_mut().zip(av).zip(bv) {
+                    *o += w * x.to_f64() * y.to_f64();
+                }
+            }
+        }
+    }
 }
 
 /// Runs one attribution request on a batch `x` of shape [N, ...input_shape].

@@ -10,6 +10,7 @@ use crate::check::{check_len, threads};
 use crate::elementwise::sum_blocked;
 use crate::gemm::gemm_threaded;
 use crate::scratch::with_scratch;
+use crate::simd::vectorized;
 use crate::{Float, KernelError};
 
 /// Convolutions cheaper than this many FLOPs run on the calling thread.
@@ -150,9 +151,14 @@ pub fn conv2d_forward<T: Float>(
                 }
             }
             if let Some(bias) = bias {
-                for (plane, &b) in y_image.chunks_exact_mut(s.out_plane).zip(bias) {
-                    plane.iter_mut().for_each(|v| *v += b);
-                }
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (plane, &b) in y_image.chunks_exact_mut(s.out_plane).zip(bias) {
+                            plane.iter_mut().for_each(|v| *v += b);
+                        }
+                    },
+                );
             }
             Ok(())
         },
@@ -222,7 +228,10 @@ pub fn conv2d_input_grad<T: Float>(
                         T::ZERO,
                         col,
                     )?;
-                    col2im_add(g, col, rows, dx_group);
+                    vectorized(
+                        #[inline(always)]
+                        || col2im_add(g, col, rows, dx_group),
+                    );
                 }
             }
             Ok(())

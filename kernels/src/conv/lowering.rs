@@ -196,6 +196,7 @@ fn gather_contiguous<T: Float>(
 /// The adjoint of [`im2col`]: adds every entry of `col` (the columns of output rows
 /// `out_rows`) to `x_group` at the input position it was read from. Entries of `col`
 /// that read padding may be overwritten with zeros.
+#[inline(always)]
 pub(super) fn col2im_add<T: Float>(
     g: &Conv2dGeometry,
     col: &mut [T],
@@ -228,6 +229,7 @@ pub(super) fn col2im_add<T: Float>(
 }
 
 /// Adds one tap's column-matrix row into the plane, output row by output row.
+#[inline(always)]
 fn scatter_rows<T: Float>(
     g: &Conv2dGeometry,
     col_row: &[T],
@@ -258,6 +260,7 @@ fn scatter_rows<T: Float>(
 
 /// [`scatter_rows`] when [`rows_are_contiguous`]: zeros the entries that wrapped
 /// around a row edge, then adds all valid rows in one pass.
+#[inline(always)]
 fn scatter_contiguous<T: Float>(
     g: &Conv2dGeometry,
     col_row: &mut [T],

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 use super::window::{worth_parallel, Taps};
 use super::Pool2dGeometry;
 use crate::check::check_len;
+use crate::simd::vectorized;
 use crate::{Float, KernelError};
 
 /// The `argmax` entry of a max-pool window that holds no input element at all (only
@@ -60,23 +61,28 @@ pub fn max_pool2d_forward<T: Float>(
         let outputs = y_group
             .chunks_mut(out_plane)
             .zip(argmax_group.chunks_mut(out_plane));
-        for (i, (y_plane, argmax_plane)) in outputs.enumerate() {
-            let p = t * per_task + i;
-            let x_plane = &x[p * in_plane..][..in_plane];
-            if two_by_two {
-                max_plane_2x2(g, x_plane, p * in_plane, y_plane, argmax_plane);
-            } else {
-                max_plane(
-                    g,
-                    &rows,
-                    &cols,
-                    x_plane,
-                    p * in_plane,
-                    y_plane,
-                    argmax_plane,
-                );
-            }
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for (i, (y_plane, argmax_plane)) in outputs.enumerate() {
+                    let p = t * per_task + i;
+                    let x_plane = &x[p * in_plane..][..in_plane];
+                    if two_by_two {
+                        max_plane_2x2(g, x_plane, p * in_plane, y_plane, argmax_plane);
+                    } else {
+                        max_plane(
+                            g,
+                            &rows,
+                            &cols,
+                            x_plane,
+                            p * in_plane,
+                            y_plane,
+                            argmax_plane,
+                        );
+                    }
+                }
+            },
+        )
     };
     let planes = g.batch * g.channels;
     let chunk = out_plane * per_task;
@@ -100,6 +106,7 @@ pub fn max_pool2d_forward<T: Float>(
 /// [`max_plane`] for 2×2 windows at stride 2, no padding or dilation, every window inside
 /// the input: the same scan order and rule (start from −∞, take strictly greater values and
 /// NaNs), unrolled.
+#[inline(always)]
 fn max_plane_2x2<T: Float>(
     g: &Pool2dGeometry,
     x_plane: &[T],
@@ -198,26 +205,31 @@ pub fn max_pool2d_backward<T: Float>(
     let in_plane = g.in_h * g.in_w;
     let out_plane = g.out_h * g.out_w;
     let plane = |(p, dx_plane): (usize, &mut [T])| {
-        let base = p * in_plane;
-        dx_plane.fill(T::ZERO);
-        let dy_plane = &dy[p * out_plane..][..out_plane];
-        let argmax_plane = &argmax[p * out_plane..][..out_plane];
-        for (o, (&index, &d)) in argmax_plane.iter().zip(dy_plane).enumerate() {
-            if index == NO_ARGMAX {
-                continue;
-            }
-            match index.checked_sub(base).and_then(|i| dx_plane.get_mut(i)) {
-                Some(slot) => *slot += d,
-                None => {
-                    return Err(crate::kernel_err!(
-                        "{KERNEL}: argmax[{}] = {index} lies outside its plane {base}..{}",
-                        p * out_plane + o,
-                        base + in_plane
-                    ))
+        vectorized(
+            #[inline(always)]
+            || {
+                let base = p * in_plane;
+                dx_plane.fill(T::ZERO);
+                let dy_plane = &dy[p * out_plane..][..out_plane];
+                let argmax_plane = &argmax[p * out_plane..][..out_plane];
+                for (o, (&index, &d)) in argmax_plane.iter().zip(dy_plane).enumerate() {
+                    if index == NO_ARGMAX {
+                        continue;
+                    }
+                    match index.checked_sub(base).and_then(|i| dx_plane.get_mut(i)) {
+                        Some(slot) => *slot += d,
+                        None => {
+                            return Err(crate::kernel_err!(
+                                "{KERNEL}: argmax[{}] = {index} lies outside its plane {base}..{}",
+                                p * out_plane + o,
+                                base + in_plane
+                            ))
+                        }
+                    }
                 }
-            }
-        }
-        Ok(())
+                Ok(())
+            },
+        )
     };
     if worth_parallel(g.batch * g.channels, dx.len() + dy.len()) {
         dx.par_chunks_mut(in_plane).enumerate().try_for_each(plane)
