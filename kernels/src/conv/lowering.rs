@@ -187,9 +187,18 @@ fn gather_contiguous<T: Float>(
     col_row[run.rows.end * w..].fill(T::ZERO);
     let len = run.dst.len();
     col_row[run.dst.clone()].copy_from_slice(&plane[run.src_start..run.src_start + len]);
-    for out_row in col_row[run.rows.start * w..run.rows.end * w].chunks_exact_mut(w) {
-        out_row[..tap.cols.start].fill(T::ZERO);
-        out_row[tap.cols.end..].fill(T::ZERO);
+    zero_wrapped_columns(&mut col_row[run.rows.start * w..run.rows.end * w], w, tap);
+}
+
+/// Zeros the columns outside `tap.cols` in every row of `rows` (rows of `w` entries).
+/// Column by column, as strided stores: these are one or two columns of a 3×3 kernel, and
+/// a `fill` per row would be a library call for each single element.
+#[inline(always)]
+fn zero_wrapped_columns<T: Float>(rows: &mut [T], w: usize, tap: &TapWindow) {
+    for c in (0..tap.cols.start).chain(tap.cols.end..w) {
+        for v in rows[c..].iter_mut().step_by(w) {
+            *v = T::ZERO;
+        }
     }
 }
 
@@ -272,10 +281,7 @@ fn scatter_contiguous<T: Float>(
         return;
     };
     let w = g.out_w;
-    for out_row in col_row[run.rows.start * w..run.rows.end * w].chunks_exact_mut(w) {
-        out_row[..tap.cols.start].fill(T::ZERO);
-        out_row[tap.cols.end..].fill(T::ZERO);
-    }
+    zero_wrapped_columns(&mut col_row[run.rows.start * w..run.rows.end * w], w, tap);
     let src = &col_row[run.dst.clone()];
     let dst = &mut plane[run.src_start..run.src_start + src.len()];
     for (d, s) in dst.iter_mut().zip(src) {
