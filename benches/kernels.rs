@@ -207,5 +207,38 @@ fn conv2d(c: &mut Criterion) {
     });
 }
 
-criterion_group!(kernels, sgemm, sgemm_conv_shapes, conv2d);
+/// The machine's peak f32 multiply-add throughput: `peak::fma_rounds` (register-only
+/// fused multiply-adds at the widest vector width) on one thread and on every thread of
+/// the pool at once. The "% of peak" of docs/benchmarks.md divides by the second.
+fn peak(c: &mut Criterion) {
+    use mho_kernels::peak::{fma_rounds, FLOPS_PER_ROUND};
+    use mho_kernels::simd::VectorWidth;
+    use rayon::prelude::*;
+    const ROUNDS: u64 = 200_000;
+    let mut group = c.benchmark_group("peak");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let width = VectorWidth::best();
+    group.throughput(Throughput::Elements(ROUNDS * FLOPS_PER_ROUND));
+    group.bench_function(format!("fma-{width:?}/1t"), |bench| {
+        bench.iter(|| fma_rounds(width, black_box(ROUNDS)))
+    });
+    let threads = rayon::current_num_threads();
+    group.throughput(Throughput::Elements(
+        ROUNDS * FLOPS_PER_ROUND * threads as u64,
+    ));
+    group.bench_function(format!("fma-{width:?}/all"), |bench| {
+        bench.iter(|| {
+            (0..threads)
+                .into_par_iter()
+                .map(|_| fma_rounds(width, black_box(ROUNDS)))
+                .sum::<f32>()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(kernels, peak, sgemm, sgemm_conv_shapes, conv2d);
 criterion_main!(kernels);

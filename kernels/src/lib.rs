@@ -14,6 +14,7 @@ pub mod simd;
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
+pub mod peak;
 pub mod pool;
 
 pub use error::KernelError;
