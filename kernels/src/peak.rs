@@ -18,8 +18,8 @@ pub const FLOPS_PER_ROUND: u64 = (2 * CHAINS * LANES) as u64;
 
 /// Runs `rounds` rounds of `acc ← acc·m + c` on [`CHAINS`] × [`LANES`] independent f32
 /// lanes, compiled for `width` (the baseline if the CPU lacks it), on this thread; returns
-/// a checksum so that the work cannot be optimised away. Only AVX-512 and AVX2 have fused
-/// multiply-adds in hardware: at the baseline width each is a library call.
+/// a checksum so that the work cannot be optimised away. The AVX-512 and AVX2 widths are
+/// compiled with FMA enabled; at the baseline width each multiply-add is a library call.
 pub fn fma_rounds(width: VectorWidth, rounds: u64) -> f32 {
     vectorized_with(
         width,
