@@ -5,8 +5,10 @@
 
 use crate::simd::{vectorized_with, VectorWidth};
 
-/// Independent accumulators: 12 vector registers of 16 f32 lanes (24 of 8 on AVX2), more
-/// than the FMA latency × issue width, so the loop is bound by FMA throughput alone.
+/// Independent accumulators: 12 AVX-512 registers of 16 f32 lanes, more than the FMA
+/// latency × issue width, so the loop is bound by FMA throughput alone. On an AVX2-only CPU
+/// the same 192 lanes need 24 of its 16 registers, so the loop spills and the figure
+/// understates that CPU's peak (only measured here on AVX-512).
 const CHAINS: usize = 12;
 
 /// f32 lanes per chain.
@@ -32,7 +34,9 @@ pub fn fma_rounds(width: VectorWidth, rounds: u64) -> f32 {
             // m slightly below 1 and c small: the values stay finite and normal.
             let (m, c) = (std::hint::black_box(0.999_999_9f32), 1e-7f32);
             for _ in 0..rounds {
-                // Constant indices: the compiler keeps each chain in a register.
+                // Constant indices: the compiler keeps each chain in a register. (A loop
+                // over the chains was vectorized across them instead, through gathers, and
+                // ran at 5 GFLOP/s: hence the twelve written-out calls.)
                 step(&mut acc[0], m, c);
                 step(&mut acc[1], m, c);
                 step(&mut acc[2], m, c);

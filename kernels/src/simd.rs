@@ -108,6 +108,7 @@ pub fn vectorized_with<R>(width: VectorWidth, f: impl FnOnce() -> R) -> R {
             return unsafe { run_avx2(f) };
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
     let _ = width;
     f()
 }
