@@ -64,6 +64,17 @@ pub trait Float:
     fn epsilon() -> Self;
     /// Largest finite value.
     fn max_value() -> Self;
+    /// `s` itself when `Self` is `f32`, else `None`: for kernels with a fast path
+    /// written for `f32` only.
+    fn as_f32(s: &[Self]) -> Option<&[f32]> {
+        let _ = s;
+        None
+    }
+    /// [`Float::as_f32`] for a mutable slice.
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        let _ = s;
+        None
+    }
 
     /// C ← α·A·B + β·C on raw strided matrices, on the calling thread: for f32 the
     /// blocked gemm of [`crate::gemm`] (AVX-512 or AVX2 + FMA, detected at run time, else
@@ -92,8 +103,9 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty, $name:expr, $gemm:path) => {
+    ($t:ty, $name:expr, $gemm:path $(, { $($view:item)* })?) => {
         impl Float for $t {
+            $($($view)*)?
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const NAME: &'static str = $name;
@@ -182,5 +194,15 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, "f32", crate::gemm::sgemm_raw_best);
+// f32 is its own f32 view (Float::as_f32); f64 keeps the default (None).
+impl_float!(f32, "f32", crate::gemm::sgemm_raw_best, {
+    #[inline]
+    fn as_f32(s: &[f32]) -> Option<&[f32]> {
+        Some(s)
+    }
+    #[inline]
+    fn as_f32_mut(s: &mut [f32]) -> Option<&mut [f32]> {
+        Some(s)
+    }
+});
 impl_float!(f64, "f64", matrixmultiply::dgemm);

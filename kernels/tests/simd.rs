@@ -105,6 +105,31 @@ fn run_all<T: Float>(seed: u64) -> Vec<Vec<u64>> {
         out.push(bits(&dx));
     }
 
+    // Winograd convolution: the AVX-512 transforms (f32 at that width) against the
+    // portable ones, with tile rows of one, two and a partial chunk of 16 tiles, odd
+    // sizes and every padding. (Called directly: the fast kernels route only AVX-512
+    // f32 here, so through them the widths would compare Winograd with im2col.)
+    let winograd_geometries = [
+        Conv2dGeometry::new(3, 5, [37, 21], 7, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
+        Conv2dGeometry::new(2, 4, [9, 66], 3, [3, 3], [1, 1], [0, 2], [1, 1], 1).unwrap(),
+        Conv2dGeometry::new(4, 3, [6, 5], 2, [3, 3], [1, 1], [2, 0], [1, 1], 1).unwrap(),
+        // At most 8 tiles across: two tile rows per vector, an odd count of them.
+        Conv2dGeometry::new(2, 5, [15, 16], 4, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
+        Conv2dGeometry::new(3, 2, [5, 13], 3, [3, 3], [1, 1], [1, 2], [1, 1], 1).unwrap(),
+    ];
+    for g in &winograd_geometries {
+        let x = data::<T>(&mut rng, g.input_len());
+        let w = data::<T>(&mut rng, g.weight_len());
+        let b = data::<T>(&mut rng, g.out_channels);
+        let dy = data::<T>(&mut rng, g.output_len());
+        let mut y = vec![T::ZERO; g.output_len()];
+        conv::winograd::forward(g, &x, &w, Some(&b), &mut y).unwrap();
+        out.push(bits(&y));
+        let mut dx = vec![T::ZERO; g.input_len()];
+        conv::winograd::input_grad(g, &dy, &w, &mut dx).unwrap();
+        out.push(bits(&dx));
+    }
+
     // Max pooling: the 2×2 straight-line path and the general one, forward and backward.
     let pools = [
         Pool2dGeometry::new(8, 16, [32, 32], [2, 2], [2, 2], [0, 0], [1, 1], false).unwrap(),

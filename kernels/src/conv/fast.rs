@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::lowering::{col2im_add, im2col};
 use super::sizes::Sizes;
+use super::winograd;
 use super::Conv2dGeometry;
 use crate::check::{check_len, threads};
 use crate::elementwise::sum_blocked;
@@ -28,7 +29,7 @@ const MAX_WEIGHT_GRAD_PARTIAL_ELEMS: usize = 1 << 24;
 /// With enough work and at least as many images as threads, images run in parallel
 /// (each rayon job reusing one scratch buffer of `scratch_len`) and each gemm stays
 /// on its thread; otherwise images run one after another and gemm may parallelise.
-fn for_each_image<T, F>(
+pub(super) fn for_each_image<T, F>(
     g: &Conv2dGeometry,
     out: &mut [T],
     per_image_len: usize,
@@ -76,6 +77,9 @@ pub fn conv2d_forward<T: Float>(
     )?;
     if let Some(bias) = bias {
         check_len(KERNEL, "bias", bias.len(), &[g.out_channels])?;
+    }
+    if winograd::preferred::<T>(g) {
+        return winograd::forward(g, x, w, bias, y);
     }
     let s = Sizes::of::<T>(g);
     for_each_image(
@@ -180,6 +184,9 @@ pub fn conv2d_input_grad<T: Float>(
         Some(("weight", w.len())),
         ("output gradient", dy.len()),
     )?;
+    if winograd::preferred::<T>(g) {
+        return winograd::input_grad(g, dy, w, dx);
+    }
     let s = Sizes::of::<T>(g);
     for_each_image(
         g,

@@ -1,0 +1,337 @@
+//! 3×3 stride-1 convolutions by Winograd's minimal filtering F(2×2, 3×3).
+//!
+//! Each 2×2 block of outputs (a *tile*) of each channel pair needs 16 multiplications
+//! instead of 36: with d the tile's 4×4 input patch and g a 3×3 filter,
+//!
+//! ```text
+//! Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
+//!
+//!      ⎡1  0 −1  0⎤        ⎡1   0   0⎤
+//! Bᵀ = ⎢0  1  1  0⎥    G = ⎢½   ½   ½⎥    Aᵀ = ⎡1  1  1  0⎤
+//!      ⎢0 −1  1  0⎥        ⎢½  −½   ½⎥         ⎣0  1 −1 −1⎦
+//!      ⎣0  1  0 −1⎦        ⎣0   0   1⎦
+//! ```
+//!
+//! (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016).
+//! Summed over input channels, the element-wise product becomes 16 independent
+//! matrix products, one per position t of the 4×4 transformed tile:
+//! M_t (C_out × tiles) = U_t (C_out × C_in) · V_t (C_in × tiles), run by the gemm.
+//! The transforms run 16 tiles at a time in AVX-512 registers for f32 ([`avx512`]);
+//! [`portable`] does the same arithmetic one tile at a time, for f64 and as the
+//! reference the tests hold the fast path to, bit for bit.
+//! The transforms only add, subtract and halve, so the result differs from the direct
+//! sum by rounding alone (a few ε of the magnitudes involved; `tests/conv.rs` holds it
+//! to the same tolerance as the im2col path).
+//!
+//! The input gradient of a 3×3 stride-1 convolution with padding p is itself a 3×3
+//! stride-1 convolution of the output gradient, with the filters flipped and their
+//! channel axes swapped, and padding 2 − p; it runs through the same code.
+//!
+//! Images are taken in blocks (several small images, or some tile rows of a large one)
+//! whose transformed input and 16 products take about [`BLOCK_BYTES`], so that they
+//! stay in the core's L2 cache between the transforms and the gemms.
+
+mod avx512;
+mod avx512_narrow;
+mod portable;
+
+use super::fast::for_each_image;
+use super::Conv2dGeometry;
+use crate::check::threads;
+use crate::gemm::gemm_threaded;
+use crate::simd::{current_width, VectorWidth};
+use crate::{Float, KernelError};
+
+/// Positions of a transformed tile (4×4).
+const POSITIONS: usize = 16;
+
+/// Bytes of transformed input and products (16·(C_in + C_out) elements per tile) that
+/// one block may take: most of a 2 MiB L2 cache.
+pub const BLOCK_BYTES: usize = 3 << 19;
+
+/// Fewest input and output channels for which the Winograd path is taken. With fewer,
+/// the gemm's inner dimension (C_in) or its rows (C_out) are too short to run it well:
+/// for the CIFAR network's first layer (3 → 32) and its input gradient (32 → 3) the
+/// im2col path is faster (see docs/benchmarks.md).
+pub const MIN_CHANNELS: usize = 16;
+
+/// True when `g` is a 3×3 convolution with stride 1, no dilation, one group and
+/// padding at most 2 on each axis: the shapes this module computes.
+pub fn supports(g: &Conv2dGeometry) -> bool {
+    g.kernel_h == 3
+        && g.kernel_w == 3
+        && g.stride == [1, 1]
+        && g.dilation == [1, 1]
+        && g.groups == 1
+        && g.padding[0] <= 2
+        && g.padding[1] <= 2
+}
+
+/// True when the fast kernels of [`crate::conv`] route `g` here: supported, with at
+/// least [`MIN_CHANNELS`] input and output channels, and the transforms' vectorized
+/// path available (f32 on a CPU with AVX-512F; elsewhere im2col is faster).
+pub fn preferred<T: Float>(g: &Conv2dGeometry) -> bool {
+    supports(g) && g.in_channels.min(g.out_channels) >= MIN_CHANNELS && vectorized::<T>()
+}
+
+/// Whether the transforms run on [`avx512`] (f32, AVX-512F, and no narrower width
+/// forced by [`crate::simd::force_width`]).
+fn vectorized<T: Float>() -> bool {
+    T::as_f32(&[]).is_some() && current_width() == VectorWidth::Avx512
+}
+
+/// y ← conv2d(x, w) + bias by Winograd F(2×2, 3×3), for a geometry that [`supports`]
+/// (else an error); layouts as in [`crate::conv::conv2d_forward`].
+pub fn forward<T: Float>(
+    g: &Conv2dGeometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+) -> Result<(), KernelError> {
+    const KERNEL: &str = "conv2d (winograd)";
+    check(KERNEL, g)?;
+    g.check_lens(
+        KERNEL,
+        ("input", x.len()),
+        Some(("weight", w.len())),
+        ("output", y.len()),
+    )?;
+    if let Some(bias) = bias {
+        crate::check::check_len(KERNEL, "bias", bias.len(), &[g.out_channels])?;
+    }
+    let (cout, cin) = (g.out_channels, g.in_channels);
+    let u = transform_filters(cout, cin, |k, c, a, b| w[((k * cin + c) * 3 + a) * 3 + b]);
+    run(g, x, &u, bias, y)
+}
+
+/// dx ← ∂⟨dy, conv2d(x, w)⟩/∂x by Winograd F(2×2, 3×3), for a geometry that
+/// [`supports`] (else an error); layouts as in [`crate::conv::conv2d_input_grad`].
+pub fn input_grad<T: Float>(
+    g: &Conv2dGeometry,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+) -> Result<(), KernelError> {
+    const KERNEL: &str = "conv2d_input_grad (winograd)";
+    check(KERNEL, g)?;
+    g.check_lens(
+        KERNEL,
+        ("input gradient", dx.len()),
+        Some(("weight", w.len())),
+        ("output gradient", dy.len()),
+    )?;
+    // dx[c, i, j] = Σ_k Σ_ab dy[k, i + p − a, j + p − b] · w[k, c, a, b]
+    //             = Σ_k Σ_ab dy[k, i − (2 − p) + a, j − (2 − p) + b] · w[k, c, 2 − a, 2 − b].
+    let transposed = Conv2dGeometry::new(
+        g.batch,
+        g.out_channels,
+        [g.out_h, g.out_w],
+        g.in_channels,
+        [3, 3],
+        [1, 1],
+        [2 - g.padding[0], 2 - g.padding[1]],
+        [1, 1],
+        1,
+    )?;
+    debug_assert_eq!((transposed.out_h, transposed.out_w), (g.in_h, g.in_w));
+    let (cout, cin) = (g.out_channels, g.in_channels);
+    let u = transform_filters(cin, cout, |c, k, a, b| {
+        w[((k * cin + c) * 3 + (2 - a)) * 3 + (2 - b)]
+    });
+    run(&transposed, dy, &u, None, dx)
+}
+
+/// Refuses geometries this module does not compute.
+fn check(kernel: &str, g: &Conv2dGeometry) -> Result<(), KernelError> {
+    g.validate(kernel)?;
+    if supports(g) {
+        Ok(())
+    } else {
+        Err(crate::kernel_err!(
+            "{kernel}: needs a 3×3 kernel, stride 1, dilation 1, one group and padding ≤ 2, got {g:?}"
+        ))
+    }
+}
+
+/// U_t[k][c] = (G g_kc Gᵀ)_t for every output channel k and input channel c, laid out
+/// `[16][ins][outs]` (U_t transposed: its gemm packing then copies runs of rows); `tap(k, c, a, b)` reads filter g_kc at row a, column b.
+fn transform_filters<T: Float>(
+    outs: usize,
+    ins: usize,
+    tap: impl Fn(usize, usize, usize, usize) -> T,
+) -> Vec<T> {
+    let half = T::from_f64(0.5);
+    // G·v for a 3-vector v.
+    let g3 = |v: [T; 3]| {
+        [
+            v[0],
+            half * (v[0] + v[1] + v[2]),
+            half * (v[0] - v[1] + v[2]),
+            v[2],
+        ]
+    };
+    let mut u = vec![T::ZERO; POSITIONS * outs * ins];
+    for k in 0..outs {
+        for c in 0..ins {
+            // Columns first: gc[b] = G·(g[·][b]), then rows of the 4×3 result.
+            let cols: [[T; 4]; 3] =
+                std::array::from_fn(|b| g3(std::array::from_fn(|a| tap(k, c, a, b))));
+            for a in 0..4 {
+                let row = g3([cols[0][a], cols[1][a], cols[2][a]]);
+                for (b, &v) in row.iter().enumerate() {
+                    u[((a * 4 + b) * ins + c) * outs + k] = v;
+                }
+            }
+        }
+    }
+    u
+}
+
+/// Tile counts and block sizes of a geometry.
+///
+/// Within a block, tile (row tr, column tx) of the block's image i sits at slot
+/// `(i·rows + tr)·across + tx`; a block holds a group of whole images when an image is
+/// small (so the gemm's n stays long), else some tile rows of one image.
+#[derive(Clone, Copy)]
+pub(super) struct Tiles {
+    /// Tile columns, ⌈OW/2⌉.
+    pub(super) across: usize,
+    /// Tile rows, ⌈OH/2⌉.
+    pub(super) down: usize,
+    /// Tile rows per block.
+    block_rows: usize,
+    /// Images per block.
+    group: usize,
+}
+
+/// Slots per block are rounded up to a multiple of this many elements (64 bytes of
+/// f32), so that with a 64-byte-aligned buffer every row the gemm reads starts on a
+/// cache line. The spare slots are transformed from nothing and never read back.
+const ALIGN: usize = 16;
+
+impl Tiles {
+    fn of<T>(g: &Conv2dGeometry) -> Self {
+        let across = g.out_w.div_ceil(2);
+        let down = g.out_h.div_ceil(2);
+        let block_tiles =
+            BLOCK_BYTES / (POSITIONS * (g.in_channels + g.out_channels) * std::mem::size_of::<T>());
+        let most = (block_tiles / across).clamp(1, down);
+        // As few blocks as fit, equally tall.
+        let block_rows = down.div_ceil(down.div_ceil(most));
+        // Whole images: as many as fit, but leave every thread a group.
+        let group = if block_rows < down {
+            1
+        } else {
+            (block_tiles / (down * across))
+                .min(g.batch.div_ceil(threads()))
+                .max(1)
+        };
+        Self {
+            across,
+            down,
+            block_rows,
+            group,
+        }
+    }
+
+    /// Slots of a block of `images` images and `rows` tile rows.
+    fn slots(&self, images: usize, rows: usize) -> usize {
+        (images * rows * self.across).next_multiple_of(ALIGN)
+    }
+}
+
+/// Where a block lies: its images' tile rows `rows`, and its slots per channel.
+#[derive(Clone)]
+pub(super) struct Block {
+    /// Tile rows of every image of the block.
+    pub(super) rows: std::ops::Range<usize>,
+    /// Slots per channel (the gemm's n), a multiple of [`ALIGN`].
+    pub(super) slots: usize,
+}
+
+impl Block {
+    /// Slot of tile (tr, tx) of the block's image `image` (tr counted from the block's
+    /// first row).
+    pub(super) fn slot(&self, tiles: &Tiles, image: usize, tr: usize, tx: usize) -> usize {
+        (image * self.rows.len() + tr) * tiles.across + tx
+    }
+}
+
+/// The convolution of `x` by filters already transformed into `u` (`[16][C_in][C_out]`),
+/// plus bias, into `y`; `g` is supported and the lengths are checked.
+fn run<T: Float>(
+    g: &Conv2dGeometry,
+    x: &[T],
+    u: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+) -> Result<(), KernelError> {
+    let (cin, cout) = (g.in_channels, g.out_channels);
+    let in_image = cin * g.in_h * g.in_w;
+    let out_image = cout * g.out_h * g.out_w;
+    let tiles = Tiles::of::<T>(g);
+    let most = tiles.slots(tiles.group, tiles.block_rows);
+    let v_len = POSITIONS * cin * most;
+    let m_len = POSITIONS * cout * most;
+    let scratch_len = ALIGN + v_len + m_len;
+    let fast = vectorized::<T>();
+    let group_out = tiles.group * out_image;
+    for_each_image(
+        g,
+        y,
+        group_out,
+        scratch_len,
+        |n, y_group, scratch, gemm_parallel| {
+            let images = y_group.len() / out_image;
+            let x_group = &x[n * tiles.group * in_image..][..images * in_image];
+            let skip = match scratch.as_ptr().align_offset(64) {
+                s if s < ALIGN => s,
+                _ => 0,
+            };
+            let (v, rest) = scratch[skip..].split_at_mut(v_len);
+            let m = &mut rest[..m_len];
+            let mut first = 0;
+            while first < tiles.down {
+                let last = (first + tiles.block_rows).min(tiles.down);
+                let block = Block {
+                    rows: first..last,
+                    slots: tiles.slots(images, last - first),
+                };
+                let p = block.slots;
+                let v = &mut v[..POSITIONS * cin * p];
+                let m = &mut m[..POSITIONS * cout * p];
+                match (fast, T::as_f32(x_group), T::as_f32_mut(v)) {
+                    (true, Some(x32), Some(v32)) => {
+                        avx512::transform_input(g, &tiles, &block, x32, v32)
+                    }
+                    _ => portable::transform_input(g, &tiles, &block, x_group, v),
+                }
+                for t in 0..POSITIONS {
+                    gemm_threaded(
+                        gemm_parallel,
+                        cout,
+                        cin,
+                        p,
+                        T::ONE,
+                        &u[t * cin * cout..][..cin * cout],
+                        true,
+                        &v[t * cin * p..][..cin * p],
+                        false,
+                        T::ZERO,
+                        &mut m[t * cout * p..][..cout * p],
+                    )?;
+                }
+                let bias32 = bias.map(T::as_f32);
+                match (fast, T::as_f32(m), T::as_f32_mut(y_group), bias32) {
+                    (true, Some(m32), Some(y32), None | Some(Some(_))) => {
+                        avx512::transform_output(g, &tiles, &block, m32, bias32.flatten(), y32)
+                    }
+                    _ => portable::transform_output(g, &tiles, &block, m, bias, y_group),
+                }
+                first = last;
+            }
+            Ok(())
+        },
+    )
+}
