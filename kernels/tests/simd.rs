@@ -113,9 +113,13 @@ fn run_all<T: Float>(seed: u64) -> Vec<Vec<u64>> {
         Conv2dGeometry::new(3, 5, [37, 21], 7, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
         Conv2dGeometry::new(2, 4, [9, 66], 3, [3, 3], [1, 1], [0, 2], [1, 1], 1).unwrap(),
         Conv2dGeometry::new(4, 3, [6, 5], 2, [3, 3], [1, 1], [2, 0], [1, 1], 1).unwrap(),
-        // At most 8 tiles across: two tile rows per vector, an odd count of them.
+        // At most 8 tiles across: two tile rows per vector, an odd count of them; and
+        // images 4 tiles across or fewer, with 3, 4 and 6 tile rows.
         Conv2dGeometry::new(2, 5, [15, 16], 4, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
         Conv2dGeometry::new(3, 2, [5, 13], 3, [3, 3], [1, 1], [1, 2], [1, 1], 1).unwrap(),
+        Conv2dGeometry::new(2, 3, [5, 8], 4, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
+        Conv2dGeometry::new(2, 4, [8, 8], 3, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
+        Conv2dGeometry::new(1, 2, [12, 7], 2, [3, 3], [1, 1], [1, 0], [1, 1], 1).unwrap(),
     ];
     for g in &winograd_geometries {
         let x = data::<T>(&mut rng, g.input_len());
