@@ -10,9 +10,10 @@
 //!   geometry whatever the thread count.
 //!
 //! 1×1 kernels with stride 1 and no padding skip im2col (the input already is the
-//! column matrix). 3×3 kernels with stride 1 and at least [`winograd::MIN_CHANNELS`]
-//! channels on each side run forward and input gradient by Winograd F(2×2, 3×3)
-//! ([`winograd`]), 2.25× fewer multiplications. [`reference`] has the plain direct loops the tests compare against.
+//! column matrix). In f32 on CPUs with AVX-512, 3×3 kernels with stride 1 and at least
+//! [`winograd::MIN_CHANNELS`] channels on each side run forward and input gradient by
+//! Winograd F(2×2, 3×3) ([`winograd`]), 2.25× fewer multiplications. [`reference`] has
+//! the plain direct loops the tests compare against.
 
 mod fast;
 mod geometry;

@@ -20,8 +20,8 @@
 //! [`portable`] does the same arithmetic one tile at a time, for f64 and as the
 //! reference the tests hold the fast path to, bit for bit.
 //! The transforms only add, subtract and halve, so the result differs from the direct
-//! sum by rounding alone (a few ε of the magnitudes involved; `tests/conv.rs` holds it
-//! to the same tolerance as the im2col path).
+//! sum by rounding alone (a few ε of the magnitudes involved; `tests/conv_winograd.rs`
+//! holds it to the same tolerance as the im2col path).
 //!
 //! The input gradient of a 3×3 stride-1 convolution with padding p is itself a 3×3
 //! stride-1 convolution of the output gradient, with the filters flipped and their
@@ -52,7 +52,8 @@ pub const BLOCK_BYTES: usize = 3 << 19;
 /// Fewest input and output channels for which the Winograd path is taken. With fewer,
 /// the gemm's inner dimension (C_in) or its rows (C_out) are too short to run it well:
 /// for the CIFAR network's first layer (3 → 32) and its input gradient (32 → 3) the
-/// im2col path is faster (see docs/benchmarks.md).
+/// im2col path is faster, while at 16 and more channels Winograd is (docs/benchmarks.md).
+/// Channel counts in between were not measured; 16 is not tuned.
 pub const MIN_CHANNELS: usize = 16;
 
 /// True when `g` is a 3×3 convolution with stride 1, no dilation, one group and
