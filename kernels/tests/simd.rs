@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::Rng;
+use common::{with_threads, Rng};
 use mho_kernels::conv::{self, Conv2dGeometry};
 use mho_kernels::elementwise;
 use mho_kernels::pool::{self, Pool2dGeometry};
@@ -108,31 +108,39 @@ fn run_all<T: Float>(seed: u64) -> Vec<Vec<u64>> {
     // Winograd convolution: the AVX-512 transforms (f32 at that width) against the
     // portable ones, with tile rows of one, two and a partial chunk of 16 tiles, odd
     // sizes and every padding. (Called directly: the fast kernels route only AVX-512
-    // f32 here, so through them the widths would compare Winograd with im2col.)
+    // f32 here, so through them the widths would compare Winograd with im2col.) On one
+    // thread, so that blocks hold several images whatever the machine's core count.
     let winograd_geometries = [
         Conv2dGeometry::new(3, 5, [37, 21], 7, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
         Conv2dGeometry::new(2, 4, [9, 66], 3, [3, 3], [1, 1], [0, 2], [1, 1], 1).unwrap(),
         Conv2dGeometry::new(4, 3, [6, 5], 2, [3, 3], [1, 1], [2, 0], [1, 1], 1).unwrap(),
-        // At most 8 tiles across: two tile rows per vector, an odd count of them; and
-        // images 4 tiles across or fewer, with 3, 4 and 6 tile rows.
+        // Two full chunks of 16 tiles per row.
+        Conv2dGeometry::new(2, 2, [7, 64], 3, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
+        // At most 8 tiles across (two tile rows per vector): 8 tile rows, and 3, 4 and
+        // 6 of them (odd counts leave the last vector half full).
         Conv2dGeometry::new(2, 5, [15, 16], 4, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
         Conv2dGeometry::new(3, 2, [5, 13], 3, [3, 3], [1, 1], [1, 2], [1, 1], 1).unwrap(),
         Conv2dGeometry::new(2, 3, [5, 8], 4, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
         Conv2dGeometry::new(2, 4, [8, 8], 3, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
         Conv2dGeometry::new(1, 2, [12, 7], 2, [3, 3], [1, 1], [1, 0], [1, 1], 1).unwrap(),
+        // So many channels that a 16×16 image takes several blocks of tile rows (3, 3
+        // and 2 rows in f64, 4 and 4 in f32), blocks starting past row 0.
+        Conv2dGeometry::new(1, 200, [16, 16], 200, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
     ];
-    for g in &winograd_geometries {
-        let x = data::<T>(&mut rng, g.input_len());
-        let w = data::<T>(&mut rng, g.weight_len());
-        let b = data::<T>(&mut rng, g.out_channels);
-        let dy = data::<T>(&mut rng, g.output_len());
-        let mut y = vec![T::ZERO; g.output_len()];
-        conv::winograd::forward(g, &x, &w, Some(&b), &mut y).unwrap();
-        out.push(bits(&y));
-        let mut dx = vec![T::ZERO; g.input_len()];
-        conv::winograd::input_grad(g, &dy, &w, &mut dx).unwrap();
-        out.push(bits(&dx));
-    }
+    with_threads(1, || {
+        for g in &winograd_geometries {
+            let x = data::<T>(&mut rng, g.input_len());
+            let w = data::<T>(&mut rng, g.weight_len());
+            let b = data::<T>(&mut rng, g.out_channels);
+            let dy = data::<T>(&mut rng, g.output_len());
+            let mut y = vec![T::ZERO; g.output_len()];
+            conv::winograd::forward(g, &x, &w, Some(&b), &mut y).unwrap();
+            out.push(bits(&y));
+            let mut dx = vec![T::ZERO; g.input_len()];
+            conv::winograd::input_grad(g, &dy, &w, &mut dx).unwrap();
+            out.push(bits(&dx));
+        }
+    });
 
     // Max pooling: the 2×2 straight-line path and the general one, forward and backward.
     let pools = [

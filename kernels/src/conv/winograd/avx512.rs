@@ -59,6 +59,7 @@ pub(super) fn transform_output(
 }
 
 /// Lanes l of a 16-lane window starting at `start` with 0 ≤ start + l < len.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) fn lanes_inside(start: isize, len: usize) -> u16 {
     let first = (-start).clamp(0, 16);
     let end = (len as isize).saturating_sub(start).clamp(0, 16);
@@ -74,12 +75,83 @@ pub(super) fn lanes_inside(start: isize, len: usize) -> u16 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::{Block, Tiles, POSITIONS};
     use super::lanes_inside;
     use crate::conv::Conv2dGeometry;
+
+    /// Bᵀ along a row of patches: [d₀ − d₂, d₁ + d₂, d₂ − d₁, d₁ − d₃], lane by lane.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(in super::super) fn along_row(d: [__m512; 4]) -> [__m512; 4] {
+        let [d0, d1, d2, d3] = d;
+        [
+            _mm512_sub_ps(d0, d2),
+            _mm512_add_ps(d1, d2),
+            _mm512_sub_ps(d2, d1),
+            _mm512_sub_ps(d1, d3),
+        ]
+    }
+
+    /// Bᵀ down the columns of `h` (h[i][b]: patch row i after [`along_row`]), each of the
+    /// 16 positions t stored to `dst[t·stride..]`, in the lanes of `lanes` (the first
+    /// `count`).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(in super::super) unsafe fn store_down_columns(
+        h: &[[__m512; 4]; 4],
+        dst: &mut [f32],
+        stride: usize,
+        count: usize,
+        lanes: u16,
+    ) {
+        let mut store = |t: usize, value: __m512| {
+            let dst = &mut dst[t * stride..][..count];
+            // SAFETY: AVX-512F is available (contract); the lanes in `lanes`, the first
+            // `count`, are written, all inside `dst`.
+            unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), lanes, value) };
+        };
+        for (b, ((&h0, &h1), (&h2, &h3))) in h[0]
+            .iter()
+            .zip(&h[1])
+            .zip(h[2].iter().zip(&h[3]))
+            .enumerate()
+        {
+            store(b, _mm512_sub_ps(h0, h2));
+            store(4 + b, _mm512_add_ps(h1, h2));
+            store(8 + b, _mm512_sub_ps(h2, h1));
+            store(12 + b, _mm512_sub_ps(h1, h3));
+        }
+    }
+
+    /// Output row `i` (0 or 1) of the tiles whose 16 products are `m`, plus `bias`:
+    /// (even output columns, odd ones), tile by tile across the lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(in super::super) fn output_row(
+        m: &[__m512; POSITIONS],
+        i: usize,
+        bias: __m512,
+    ) -> (__m512, __m512) {
+        // Aᵀ down each column: row 0 = m₀ + m₁ + m₂, row 1 = m₁ − m₂ − m₃.
+        let mut z = [_mm512_setzero_ps(); 4];
+        for (b, z_b) in z.iter_mut().enumerate() {
+            *z_b = if i == 0 {
+                _mm512_add_ps(_mm512_add_ps(m[b], m[4 + b]), m[8 + b])
+            } else {
+                _mm512_sub_ps(_mm512_sub_ps(m[4 + b], m[8 + b]), m[12 + b])
+            };
+        }
+        // Then along the row.
+        let even = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(z[0], z[1]), z[2]), bias);
+        let odd = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(z[1], z[2]), z[3]), bias);
+        (even, odd)
+    }
 
     /// One chunk of up to 16 tiles of a tile row, and the masks that its loads and
     /// stores use in every row and channel.
@@ -88,9 +160,11 @@ mod x86 {
         tx: usize,
         /// Tiles in the chunk.
         count: usize,
-        /// Input column read by lane 0 of the first of the four loads of a row.
+        /// Row column that lane 0 of the chunk's first access reads (input transform) or
+        /// writes (output transform).
         col: isize,
-        /// Lanes inside the row for the loads at col, col + 16, col + 2, col + 18.
+        /// Lanes inside the row for the accesses at col, col + 16, col + 2, col + 18
+        /// (the output transform uses the first two, for its two stores per row).
         loads: [u16; 4],
         /// The chunk's lanes (its first `count`).
         lanes: u16,
@@ -99,8 +173,8 @@ mod x86 {
     /// Offsets of the four loads of a row, relative to a chunk's `col`.
     const LOAD_OFFSETS: [isize; 4] = [0, 16, 2, 18];
 
-    /// The chunks of a tile row `across` tiles long, for rows `width` long whose
-    /// column 0 lane 0 of the first chunk reads at `first_col`.
+    /// The chunks of a tile row `across` tiles long, over rows `width` long, where the
+    /// first chunk's lane 0 accesses row column `first_col`.
     fn chunks(across: usize, width: usize, first_col: isize) -> Vec<Chunk> {
         (0..across)
             .step_by(16)
@@ -164,30 +238,14 @@ mod x86 {
                         let d1 = _mm512_permutex2var_ps(lo, odd, hi);
                         let d2 = _mm512_permutex2var_ps(lo2, even, hi2);
                         let d3 = _mm512_permutex2var_ps(lo2, odd, hi2);
-                        *h_i = [
-                            _mm512_sub_ps(d0, d2),
-                            _mm512_add_ps(d1, d2),
-                            _mm512_sub_ps(d2, d1),
-                            _mm512_sub_ps(d1, d3),
-                        ];
+                        *h_i = along_row([d0, d1, d2, d3]);
                     }
                     let slot = c * p + block.slot(tiles, image, tr, chunk.tx);
-                    let plane_stride = cin * p;
-                    let dst = &mut v[slot..];
-                    let mut store = |t: usize, value: __m512| {
-                        let dst = &mut dst[t * plane_stride..][..chunk.count];
-                        // SAFETY: AVX-512F is available (contract); the first `count`
-                        // lanes are written, all inside `dst`.
-                        unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), chunk.lanes, value) };
+                    // Then Bᵀ down each column, into the 16 planes of V.
+                    // SAFETY: AVX-512F is available (contract).
+                    unsafe {
+                        store_down_columns(&h, &mut v[slot..], cin * p, chunk.count, chunk.lanes)
                     };
-                    // Then Bᵀ down each column (b indexes four rows and four positions).
-                    #[allow(clippy::needless_range_loop)]
-                    for b in 0..4 {
-                        store(b, _mm512_sub_ps(h[0][b], h[2][b]));
-                        store(4 + b, _mm512_add_ps(h[1][b], h[2][b]));
-                        store(8 + b, _mm512_sub_ps(h[2][b], h[1][b]));
-                        store(12 + b, _mm512_sub_ps(h[1][b], h[3][b]));
-                    }
                 }
             }
         }
@@ -232,17 +290,7 @@ mod x86 {
                         if r >= out_h {
                             break;
                         }
-                        let z: [__m512; 4] = std::array::from_fn(|b| {
-                            if i == 0 {
-                                _mm512_add_ps(_mm512_add_ps(mt[b], mt[4 + b]), mt[8 + b])
-                            } else {
-                                _mm512_sub_ps(_mm512_sub_ps(mt[4 + b], mt[8 + b]), mt[12 + b])
-                            }
-                        });
-                        let y_even =
-                            _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(z[0], z[1]), z[2]), b_k);
-                        let y_odd =
-                            _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(z[1], z[2]), z[3]), b_k);
+                        let (y_even, y_odd) = output_row(&mt, i, b_k);
                         let row = &mut plane[r * out_w..][..out_w];
                         for (half, value) in [
                             _mm512_permutex2var_ps(y_even, low, y_odd),

@@ -1,5 +1,5 @@
-//! The AVX-512 Winograd transforms for narrow images (at most 8 tiles across, images
-//! up to 16 wide): two tile rows share a 16-lane vector, lanes 0..across holding the
+//! The AVX-512 Winograd transforms for narrow images (at most 8 tiles across: outputs
+//! up to 16 wide, inputs up to 18): two tile rows share a 16-lane vector, lanes 0..across holding the
 //! first and across..2·across the second, which is how their slots lie in memory.
 //! Loads of the two rows meet in one two-source permute, so a vector does 16 tiles'
 //! work as in [`super::avx512`]. Same arithmetic as [`super::portable`], bit for bit.
@@ -9,6 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::avx512::lanes_inside;
+use super::avx512::x86::{along_row, output_row, store_down_columns};
 use super::{Block, Tiles, POSITIONS};
 use crate::conv::Conv2dGeometry;
 
@@ -89,29 +90,14 @@ pub(super) unsafe fn transform_input(
                 let d1 = _mm512_permutex2var_ps(lo, odd, lo_next);
                 let d2 = _mm512_permutex2var_ps(lo2, even, lo2_next);
                 let d3 = _mm512_permutex2var_ps(lo2, odd, lo2_next);
-                *h_i = [
-                    _mm512_sub_ps(d0, d2),
-                    _mm512_add_ps(d1, d2),
-                    _mm512_sub_ps(d2, d1),
-                    _mm512_sub_ps(d1, d3),
-                ];
+                *h_i = along_row([d0, d1, d2, d3]);
             }
-            let lanes = lanes_inside(0, count);
-            let dst = &mut v[c * p + block.slot(tiles, image, tr, 0)..];
-            let mut store = |t: usize, value: __m512| {
-                let dst = &mut dst[t * cin * p..][..count];
-                // SAFETY: AVX-512F is available (contract); the first `count` lanes
-                // are written, all inside `dst`.
-                unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), lanes, value) };
+            // Then Bᵀ down each column, into the 16 planes of V.
+            let slot = c * p + block.slot(tiles, image, tr, 0);
+            // SAFETY: AVX-512F is available (contract).
+            unsafe {
+                store_down_columns(&h, &mut v[slot..], cin * p, count, lanes_inside(0, count))
             };
-            // Then Bᵀ down each column (b indexes four rows and four positions).
-            #[allow(clippy::needless_range_loop)]
-            for b in 0..4 {
-                store(b, _mm512_sub_ps(h[0][b], h[2][b]));
-                store(4 + b, _mm512_add_ps(h[1][b], h[2][b]));
-                store(8 + b, _mm512_sub_ps(h[2][b], h[1][b]));
-                store(12 + b, _mm512_sub_ps(h[1][b], h[3][b]));
-            }
         }
     }
 }
@@ -159,16 +145,7 @@ pub(super) unsafe fn transform_output(
                 *m_t = unsafe { _mm512_maskz_loadu_ps(lanes, src.as_ptr()) };
             }
             for i in 0..2 {
-                let mut z = [_mm512_setzero_ps(); 4];
-                for (b, z_b) in z.iter_mut().enumerate() {
-                    *z_b = if i == 0 {
-                        _mm512_add_ps(_mm512_add_ps(mt[b], mt[4 + b]), mt[8 + b])
-                    } else {
-                        _mm512_sub_ps(_mm512_sub_ps(mt[4 + b], mt[8 + b]), mt[12 + b])
-                    };
-                }
-                let y_even = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(z[0], z[1]), z[2]), b_k);
-                let y_odd = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(z[1], z[2]), z[3]), b_k);
+                let (y_even, y_odd) = output_row(&mt, i, b_k);
                 for (second, index) in [(0, first_row), (1, second_row)] {
                     let r = 2 * (block.rows.start + tr + second) + i;
                     if (second == 1 && !pair) || r >= out_h {

@@ -17,8 +17,9 @@
 //! matrix products, one per position t of the 4×4 transformed tile:
 //! M_t (C_out × tiles) = U_t (C_out × C_in) · V_t (C_in × tiles), run by the gemm.
 //! The transforms run 16 tiles at a time in AVX-512 registers for f32 ([`avx512`]);
-//! [`portable`] does the same arithmetic one tile at a time, for f64 and as the
-//! reference the tests hold the fast path to, bit for bit.
+//! [`portable`] does the same arithmetic one tile at a time, for f64, for f32 without
+//! AVX-512 (or with a narrower width forced), and as the reference the tests hold the
+//! fast path to, bit for bit.
 //! The transforms only add, subtract and halve, so the result differs from the direct
 //! sum by rounding alone (a few ε of the magnitudes involved; `tests/conv_winograd.rs`
 //! holds it to the same tolerance as the im2col path).
@@ -208,7 +209,8 @@ pub(super) struct Tiles {
 
 /// Slots per block are rounded up to a multiple of this many elements (64 bytes of
 /// f32), so that with a 64-byte-aligned buffer every row the gemm reads starts on a
-/// cache line. The spare slots are transformed from nothing and never read back.
+/// cache line. The spare slots of V are zeroed (the gemm reads them: the scratch must
+/// not feed it stale values or NaN); their products are never read back.
 const ALIGN: usize = 16;
 
 impl Tiles {
@@ -220,7 +222,7 @@ impl Tiles {
         let most = (block_tiles / across).clamp(1, down);
         // As few blocks as fit, equally tall.
         let block_rows = down.div_ceil(down.div_ceil(most));
-        // Whole images: as many as fit, but leave every thread a group.
+        // Whole images: as many as fit, but no more than a thread's share of the batch.
         let group = if block_rows < down {
             1
         } else {
@@ -302,6 +304,11 @@ fn run<T: Float>(
                 let p = block.slots;
                 let v = &mut v[..POSITIONS * cin * p];
                 let m = &mut m[..POSITIONS * cout * p];
+                let used = images * block.rows.len() * tiles.across;
+                if used < p {
+                    v.chunks_exact_mut(p)
+                        .for_each(|row| row[used..].fill(T::ZERO));
+                }
                 match (fast, T::as_f32(x_group), T::as_f32_mut(v)) {
                     (true, Some(x32), Some(v32)) => {
                         avx512::transform_input(g, &tiles, &block, x32, v32)
