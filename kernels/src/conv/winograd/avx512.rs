@@ -1,8 +1,9 @@
 //! The Winograd transforms for f32, 16 tiles of a tile row at a time in AVX-512
-//! registers (images at most 8 tiles across: [`super::avx512_narrow`]). Rows are read straight from the image with masked loads (lanes outside
-//! the image read as zero, which is the padding), split into even and odd columns by
-//! two-source permutes, and written back with masked stores. The arithmetic is that
-//! of [`super::portable`], operation for operation, so results are bit-identical.
+//! registers (images at most 8 tiles across: [`super::avx512_narrow`]). Rows are read
+//! straight from the image with masked loads (lanes outside the image read as zero,
+//! which is the padding), split into even and odd columns by two-source permutes, and
+//! written back with masked stores. The arithmetic is that of [`super::portable`],
+//! operation for operation, so results are bit-identical.
 
 use super::{Block, Tiles};
 use crate::conv::Conv2dGeometry;

@@ -1,8 +1,9 @@
 //! The AVX-512 Winograd transforms for narrow images (at most 8 tiles across: outputs
-//! up to 16 wide, inputs up to 18): two tile rows share a 16-lane vector, lanes 0..across holding the
-//! first and across..2·across the second, which is how their slots lie in memory.
-//! Loads of the two rows meet in one two-source permute, so a vector does 16 tiles'
-//! work as in [`super::avx512`]. Same arithmetic as [`super::portable`], bit for bit.
+//! up to 16 wide, inputs up to 18): two tile rows share a 16-lane vector, lanes
+//! 0..across holding the first and across..2·across the second, which is how their
+//! slots lie in memory. Loads of the two rows meet in one two-source permute, so a
+//! vector does up to 16 tiles' work as in [`super::avx512`]. Same arithmetic as
+//! [`super::portable`], bit for bit.
 
 #![cfg(target_arch = "x86_64")]
 

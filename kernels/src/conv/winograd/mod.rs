@@ -157,7 +157,8 @@ fn check(kernel: &str, g: &Conv2dGeometry) -> Result<(), KernelError> {
 }
 
 /// U_t[k][c] = (G g_kc Gᵀ)_t for every output channel k and input channel c, laid out
-/// `[16][ins][outs]` (U_t transposed: its gemm packing then copies runs of rows); `tap(k, c, a, b)` reads filter g_kc at row a, column b.
+/// `[16][ins][outs]` (U_t transposed: its gemm packing then copies runs of rows);
+/// `tap(k, c, a, b)` reads filter g_kc at row a, column b.
 fn transform_filters<T: Float>(
     outs: usize,
     ins: usize,
