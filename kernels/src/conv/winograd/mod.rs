@@ -246,7 +246,6 @@ impl Tiles {
 }
 
 /// Where a block lies: its images' tile rows `rows`, and its slots per channel.
-#[derive(Clone)]
 pub(super) struct Block {
     /// Tile rows of every image of the block.
     pub(super) rows: std::ops::Range<usize>,
@@ -331,10 +330,11 @@ fn run<T: Float>(
                         &mut m[t * cout * p..][..cout * p],
                     )?;
                 }
-                let bias32 = bias.map(T::as_f32);
-                match (fast, T::as_f32(m), T::as_f32_mut(y_group), bias32) {
-                    (true, Some(m32), Some(y32), None | Some(Some(_))) => {
-                        avx512::transform_output(g, &tiles, &block, m32, bias32.flatten(), y32)
+                match (fast, T::as_f32(m), T::as_f32_mut(y_group)) {
+                    // T is f32 here, so is the bias.
+                    (true, Some(m32), Some(y32)) => {
+                        let bias32 = bias.and_then(T::as_f32);
+                        avx512::transform_output(g, &tiles, &block, m32, bias32, y32)
                     }
                     _ => portable::transform_output(g, &tiles, &block, m, bias, y_group),
                 }
