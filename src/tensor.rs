@@ -5,7 +5,7 @@ use crate::{bail, buffers, ensure, Result};
 use mho_kernels::Float;
 
 /// A dense, row-major tensor of `f32` or `f64`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Tensor<T> {
     shape: Vec<usize>,
     data: Vec<T>,
@@ -229,5 +229,45 @@ impl<T: Float> Tensor<T> {
         let mut shape = vec![parts.len()];
         shape.extend_from_slice(&first.shape);
         Ok(Tensor { shape, data })
+    }
+
+    /// Concatenates tensors along their leading axis (all other axes must agree).
+    pub fn concat_rows(parts: &[&Self]) -> Result<Self> {
+        let Some(first) = parts.first() else {
+            bail!("concat_rows: no tensors");
+        };
+        ensure!(!first.shape.is_empty(), "concat_rows: scalars have no rows");
+        let mut rows = 0usize;
+        for p in parts {
+            ensure!(
+                p.shape.len() == first.shape.len() && p.shape[1..] == first.shape[1..],
+                "concat_rows: shapes {:?} and {:?} differ beyond the first axis",
+                first.shape,
+                p.shape
+            );
+            rows += p.shape[0];
+        }
+        let mut data = buffers::take_for_overwrite(parts.iter().map(|p| p.len()).sum());
+        let mut at = 0;
+        for p in parts {
+            data[at..at + p.len()].copy_from_slice(&p.data);
+            at += p.len();
+        }
+        let mut shape = first.shape.clone();
+        shape[0] = rows;
+        Ok(Tensor { shape, data })
+    }
+}
+
+impl<T: Float> Clone for Tensor<T> {
+    /// A copy whose buffer comes from [`buffers`] when one is free (no fresh pages to
+    /// map and zero for the large tensors reshapes and views copy).
+    fn clone(&self) -> Self {
+        let mut data = buffers::take_for_overwrite(self.data.len());
+        data.copy_from_slice(&self.data);
+        Tensor {
+            shape: self.shape.clone(),
+            data,
+        }
     }
 }

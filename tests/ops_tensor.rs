@@ -152,3 +152,33 @@ proptest! {
         check(&CrossEntropy { targets }, &[rng.tensor(&[n, k], -4.0, 4.0)], seed)?;
     }
 }
+
+#[test]
+fn concat_rows_joins_leading_axes_and_refuses_mismatches() {
+    let a = Tensor::new(vec![1, 2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+    let b = Tensor::new(vec![2, 2, 2], (5..13).map(|v| v as f32).collect()).unwrap();
+    let c = Tensor::concat_rows(&[&a, &b]).unwrap();
+    assert_eq!(c.shape(), [3, 2, 2]);
+    assert_eq!(c.data(), (1..13).map(|v| v as f32).collect::<Vec<_>>());
+    let wrong = Tensor::<f32>::zeros(&[1, 4]);
+    let err = Tensor::concat_rows(&[&a, &wrong]).unwrap_err().to_string();
+    assert!(err.contains("differ beyond the first axis"), "{err}");
+    let err = Tensor::<f32>::concat_rows(&[]).unwrap_err().to_string();
+    assert!(err.contains("no tensors"), "{err}");
+    let s = Tensor::scalar(1.0f32);
+    assert!(Tensor::concat_rows(&[&s, &s]).is_err());
+}
+
+#[test]
+fn clones_are_equal_and_independent() {
+    // Large enough to come from (and go back to) the buffer pool.
+    let n = 1 << 16;
+    for _ in 0..3 {
+        let a = Tensor::new(vec![n], (0..n).map(|v| v as f32).collect()).unwrap();
+        let mut b = a.clone();
+        assert_eq!(a, b);
+        b.data_mut()[7] = -1.0;
+        assert_eq!(a.data()[7], 7.0);
+        b.recycle();
+    }
+}

@@ -403,7 +403,17 @@ fn add_rows<T: Float>(
 }
 
 /// Runs one attribution request on a batch `x` of shape [N, ...input_shape].
+///
+/// The request runs on a thread of rayon's pool (the calling thread waits), so that the
+/// kernels' parallel loops start from a pool thread: called from outside the pool, each
+/// parallel loop would wake both workers while the caller's serial work between loops
+/// competes with their spinning for the cores (on this 2-core machine, about 30% slower
+/// convolutions in the sweep; docs/benchmarks.md, stop 12).
 pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Result<Report> {
+    rayon::scope(|_| attribute_here(model, x, req))
+}
+
+fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Result<Report> {
     // The sweep's tapes recycle their buffers chunk to chunk, and the next request on
     // this thread reuses them (bounded; `mho::buffers::release` frees them).
     ensure!(
@@ -433,8 +443,11 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
         Some(t) => t.clone(),
         None => vec![req.target; n],
     };
-    let out_x = target_outputs(model, x, &targets)?;
-    let out_b = target_outputs(model, &baseline, &targets)?;
+    // F(x) and F(x') in one forward pass of 2N rows (the input, then the baseline).
+    let both = Tensor::concat_rows(&[x, &baseline])?;
+    let both_targets: Vec<usize> = targets.iter().chain(&targets).copied().collect();
+    let mut out_x = target_outputs(model, &both, &both_targets)?;
+    let out_b = out_x.split_off(n);
     let layers = match req.method {
         Method::IntegratedGradients => vec![LayerRef {
             name: "input".into(),
