@@ -106,11 +106,21 @@ impl<O: Op<f64>> Op<f64> for Spy<O> {
     }
 }
 
-#[test]
-fn constants_get_no_adjoint_and_no_gradient_work() {
+/// The network of the two tests below (conv → relu → flatten → linear → pick), its input
+/// a variable, or a variable without adjoint when `input_adjoint` is false. Returns the
+/// tape, the input, the constants, the hidden nodes and the `needs` each spied VJP got.
+#[allow(clippy::type_complexity)]
+fn spied_network(
+    input_adjoint: bool,
+) -> (Tape<f64>, NodeId, Vec<NodeId>, Vec<NodeId>, Vec<Vec<bool>>) {
     let mut rng = Rng::new(3);
     let mut tape = Tape::new();
-    let x = tape.variable(rng.tensor(&[2, 3, 6, 6], -1.0, 1.0));
+    let xv = rng.tensor(&[2, 3, 6, 6], -1.0, 1.0);
+    let x = if input_adjoint {
+        tape.variable(xv)
+    } else {
+        tape.variable_without_adjoint(xv)
+    };
     let w = tape.constant(rng.tensor(&[4, 3, 3, 3], -1.0, 1.0));
     let b = tape.constant(rng.tensor(&[4], -1.0, 1.0));
     let lw = tape.constant(rng.tensor(&[5, 64], -1.0, 1.0));
@@ -123,7 +133,7 @@ fn constants_get_no_adjoint_and_no_gradient_work() {
         groups: 1,
         bias: true,
     };
-    let h = tape
+    let h1 = tape
         .apply(
             Spy {
                 op: conv,
@@ -132,14 +142,14 @@ fn constants_get_no_adjoint_and_no_gradient_work() {
             &[x, w, b],
         )
         .unwrap();
-    let h = tape.apply(Relu, &[h]).unwrap();
-    let h = tape
+    let h2 = tape.apply(Relu, &[h1]).unwrap();
+    let h3 = tape
         .apply(
             Flatten {
                 start_dim: 1,
                 end_dim: -1,
             },
-            &[h],
+            &[h2],
         )
         .unwrap();
     let y = tape
@@ -148,7 +158,7 @@ fn constants_get_no_adjoint_and_no_gradient_work() {
                 op: Linear { bias: true },
                 needs: needs.clone(),
             },
-            &[h, lw, lb],
+            &[h3, lw, lb],
         )
         .unwrap();
     let picked = tape
@@ -160,13 +170,37 @@ fn constants_get_no_adjoint_and_no_gradient_work() {
         )
         .unwrap();
     tape.backward(picked, Tensor::full(&[2], 1.0)).unwrap();
-    for c in [w, b, lw, lb] {
+    let needs = needs.lock().unwrap().clone();
+    (tape, x, vec![w, b, lw, lb], vec![h1, h2, h3, y], needs)
+}
+
+#[test]
+fn constants_get_no_adjoint_and_no_gradient_work() {
+    let (tape, x, constants, _, needs) = spied_network(true);
+    for c in constants {
         assert!(tape.adjoint(c).is_none());
         assert!(!tape.requires_grad(c));
     }
     assert!(tape.adjoint(x).is_some());
     // Only the input gradient was asked for, from both layers.
-    assert_eq!(*needs.lock().unwrap(), vec![vec![true, false, false]; 2]);
+    assert_eq!(needs, vec![vec![true, false, false]; 2]);
+}
+
+#[test]
+fn a_variable_without_adjoint_spares_the_vjps_into_it_only() {
+    let (with, _, _, hidden_with, _) = spied_network(true);
+    let (without, x, constants, hidden, needs) = spied_network(false);
+    assert!(without.adjoint(x).is_none());
+    assert!(without.requires_grad(x));
+    for c in constants {
+        assert!(without.adjoint(c).is_none());
+    }
+    // The linear layer still passes ∂F/∂h back; the convolution's VJP is not run at all.
+    assert_eq!(needs, vec![vec![true, false, false]]);
+    // Every node downstream of the input gets the same adjoint as before.
+    for (a, b) in hidden_with.iter().zip(&hidden) {
+        assert_eq!(with.adjoint(*a).unwrap(), without.adjoint(*b).unwrap());
+    }
 }
 
 #[test]
@@ -879,5 +913,89 @@ fn fused_pointwise_forward_and_tangent_equal_separate_calls() {
         check(Sigmoid, &x, &tan);
         check(Exp, &x, &tan);
         check(Log, &x, &tan);
+    }
+}
+
+/// Linear's values and tangents stacked into one gemm (when only the input carries a
+/// tangent) equal its separate forward and JVP bit for bit, in f32 and f64, with and
+/// without bias, on sizes that cross the gemm's tile edges, its k-blocks and its
+/// threshold for splitting over threads; weight tangents take the separate path.
+#[test]
+fn linear_values_and_tangents_in_one_gemm_equal_separate_calls() {
+    fn check<T: mho::Float>(bias: bool, x: &[Tensor<T>], tangents: &[Option<&Tensor<T>>]) {
+        let op = Linear { bias };
+        let mut tape = Tape::new();
+        let ids: Vec<NodeId> = x.iter().map(|v| tape.constant(v.clone())).collect();
+        let ids: Vec<NodeId> = ids
+            .into_iter()
+            .zip(tangents)
+            .map(|(id, t)| {
+                if let Some(t) = t {
+                    tape.set_tangent(id, (*t).clone()).unwrap();
+                }
+                id
+            })
+            .collect();
+        let y = tape.apply(op, &ids).unwrap();
+        let refs: Vec<&Tensor<T>> = x.iter().collect();
+        let value = op.forward(&refs).unwrap();
+        let tangent = op.jvp(&refs, &value, tangents).unwrap();
+        let bits = |v: &Tensor<T>| {
+            v.data()
+                .iter()
+                .map(|f| f.to_f64().to_bits())
+                .collect::<Vec<_>>()
+        };
+        let shape = x[0].shape();
+        assert_eq!(
+            bits(tape.value(y)),
+            bits(&value),
+            "value, {shape:?} bias {bias}"
+        );
+        assert_eq!(
+            bits(tape.tangent(y).unwrap()),
+            bits(&tangent),
+            "tangent, {shape:?} bias {bias}"
+        );
+    }
+    fn both<T: mho::Float>(rng: &mut Rng, rows: usize, inf: usize, outf: usize) {
+        let mut make = |shape: &[usize]| {
+            let v = rng.tensor(shape, -1.0, 1.0);
+            Tensor::new(
+                shape.to_vec(),
+                v.data().iter().map(|&f| T::from_f64(f)).collect(),
+            )
+            .unwrap()
+        };
+        let (x, w, b) = (make(&[rows, inf]), make(&[outf, inf]), make(&[outf]));
+        let (tx, tw) = (make(&[rows, inf]), make(&[outf, inf]));
+        for bias in [false, true] {
+            let inputs = if bias {
+                vec![x.clone(), w.clone(), b.clone()]
+            } else {
+                vec![x.clone(), w.clone()]
+            };
+            let mut only_x = vec![Some(&tx), None];
+            if bias {
+                only_x.push(None);
+            }
+            check(bias, &inputs, &only_x);
+            let mut x_and_w = vec![Some(&tx), Some(&tw)];
+            if bias {
+                x_and_w.push(None);
+            }
+            check(bias, &inputs, &x_and_w);
+        }
+    }
+    let mut rng = Rng::new(41);
+    for (rows, inf, outf) in [
+        (1, 1, 1),
+        (3, 7, 5),
+        (13, 33, 17),
+        (25, 300, 40),
+        (50, 4096, 256),
+    ] {
+        both::<f32>(&mut rng, rows, inf, outf);
+        both::<f64>(&mut rng, rows, inf, outf);
     }
 }

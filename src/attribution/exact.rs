@@ -532,6 +532,7 @@ fn refine_smooth<T: Float>(
         let sweep_opts = SweepOptions {
             tangents: false,
             adjoints: true,
+            input_adjoint: true,
             chunk_rows: opts.chunk_rows,
         };
         sweep(model, x, baseline, targets, &rows, sweep_opts, |chunk| {

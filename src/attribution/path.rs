@@ -61,6 +61,9 @@ pub struct SweepOptions {
     pub tangents: bool,
     /// Run the backward pass from F (adjoints ∂F/∂node).
     pub adjoints: bool,
+    /// Compute the input's adjoint ∂F/∂x(α) too (false: only the layers' adjoints, and
+    /// the first layer's VJP into the input is skipped).
+    pub input_adjoint: bool,
     /// Rows per chunk (≥ 1).
     pub chunk_rows: usize,
 }
@@ -134,7 +137,12 @@ pub fn sweep<T: Float>(
     let weights_end = tape.len();
     for chunk_rows in rows.chunks(opts.chunk_rows) {
         tape.truncate(weights_end);
-        let input = tape.variable(path_points(x, baseline, chunk_rows)?);
+        let points = path_points(x, baseline, chunk_rows)?;
+        let input = if opts.input_adjoint {
+            tape.variable(points)
+        } else {
+            tape.variable_without_adjoint(points)
+        };
         if opts.tangents {
             tape.set_tangent(input, path_tangents(&direction, chunk_rows)?)?;
         }

@@ -125,6 +125,9 @@ struct Node<T: Float> {
     value: Tensor<T>,
     saved: Option<Saved>,
     requires_grad: bool,
+    /// False for a [`Tape::variable_without_adjoint`]: its dependents get adjoints, it
+    /// does not (so the VJPs into it are not computed).
+    wants_adjoint: bool,
     adjoint: Option<Tensor<T>>,
     tangent: Option<Tensor<T>>,
 }
@@ -193,13 +196,14 @@ impl<T: Float> Tape<T> {
         }
     }
 
-    fn push_leaf(&mut self, value: Tensor<T>, requires_grad: bool) -> NodeId {
+    fn push_leaf(&mut self, value: Tensor<T>, requires_grad: bool, wants_adjoint: bool) -> NodeId {
         self.nodes.push(Node {
             op: None,
             inputs: Vec::new(),
             value,
             saved: None,
             requires_grad,
+            wants_adjoint,
             adjoint: None,
             tangent: None,
         });
@@ -208,12 +212,20 @@ impl<T: Float> Tape<T> {
 
     /// A leaf that gradients flow to (an input being attributed, or a weight being trained).
     pub fn variable(&mut self, value: Tensor<T>) -> NodeId {
-        self.push_leaf(value, true)
+        self.push_leaf(value, true, true)
+    }
+
+    /// A leaf like [`Tape::variable`] (every node that depends on it gets an adjoint)
+    /// whose own adjoint is never computed: an attribution's input when only hidden
+    /// layers' adjoints are read, which spares the first layer's input-gradient kernel.
+    /// [`Tape::adjoint`] of it stays `None`.
+    pub fn variable_without_adjoint(&mut self, value: Tensor<T>) -> NodeId {
+        self.push_leaf(value, true, false)
     }
 
     /// A leaf that receives no gradient (weights during attribution, data).
     pub fn constant(&mut self, value: Tensor<T>) -> NodeId {
-        self.push_leaf(value, false)
+        self.push_leaf(value, false, false)
     }
 
     fn node(&self, id: NodeId) -> Result<&Node<T>> {
@@ -266,6 +278,7 @@ impl<T: Float> Tape<T> {
             value,
             saved,
             requires_grad,
+            wants_adjoint: requires_grad,
             adjoint: None,
             tangent,
         });
@@ -318,7 +331,7 @@ impl<T: Float> Tape<T> {
                 a.recycle();
             }
         }
-        if !self.nodes[output.0].requires_grad {
+        if !self.nodes[output.0].wants_adjoint {
             return Ok(());
         }
         self.nodes[output.0].adjoint = Some(seed);
@@ -330,7 +343,7 @@ impl<T: Float> Tape<T> {
             let needs: Vec<bool> = node
                 .inputs
                 .iter()
-                .map(|j| self.nodes[j.0].requires_grad)
+                .map(|j| self.nodes[j.0].wants_adjoint)
                 .collect();
             if !needs.iter().any(|&b| b) {
                 continue;
@@ -348,7 +361,7 @@ impl<T: Float> Tape<T> {
             let inputs = node.inputs.clone();
             for (j, g) in inputs.into_iter().zip(grads) {
                 let Some(g) = g else { continue };
-                if !self.nodes[j.0].requires_grad {
+                if !self.nodes[j.0].wants_adjoint {
                     continue;
                 }
                 match &mut self.nodes[j.0].adjoint {
