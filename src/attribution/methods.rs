@@ -163,8 +163,8 @@ pub struct Request {
     pub steps: usize,
     /// Conductance estimator.
     pub form: ConductanceForm,
-    /// Steps per chunk (memory bound); 0 chooses automatically, so that a chunk's layer
-    /// values number about [`AUTO_CHUNK_ELEMENTS`].
+    /// Steps per chunk (memory bound); 0 chooses automatically: as few chunks as keep a
+    /// chunk's layer values within [`AUTO_CHUNK_ELEMENTS`], the rows shared evenly.
     pub batch_steps: usize,
     /// `Some` for `--rule exact` (then `rule` and `steps` are not used).
     pub exact: Option<ExactOptions>,
@@ -198,8 +198,22 @@ struct PreviousNode<T> {
 }
 
 /// With automatic chunking, the number of layer-value elements one chunk's rows hold
-/// (each also gets an adjoint, and a tangent for conductance): 2²⁴, 64 MB in f32.
-pub const AUTO_CHUNK_ELEMENTS: usize = 1 << 24;
+/// (each also gets an adjoint, and a tangent for conductance): 2²⁵, 128 MB in f32.
+///
+/// Fewer, larger chunks run faster (the per-chunk work of recording the tape and packing
+/// weights is paid less often, and each kernel call gets more images); at 2²⁴ the CIFAR
+/// bench model's conductance at batch 4 ran in chunks of 76, 76 and 48 rows, 9% slower
+/// than in two of 100 (docs/benchmarks.md, stop 12).
+pub const AUTO_CHUNK_ELEMENTS: usize = 1 << 25;
+
+/// Rows per chunk for `total` rows at most `most` to a chunk: the fewest chunks, of
+/// sizes as even as whole multiples of `n` (the examples) allow.
+fn balanced_chunk_rows(total: usize, most: usize, n: usize) -> usize {
+    let steps = total.div_ceil(n.max(1));
+    let most_steps = (most / n.max(1)).max(1);
+    let chunks = steps.div_ceil(most_steps).max(1);
+    steps.div_ceil(chunks).saturating_mul(n.max(1))
+}
 
 /// A layer resolved to its position: `None` is the input.
 #[derive(Clone, Debug)]
@@ -522,7 +536,10 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
             req.method,
             Method::IntegratedGradients | Method::NeuronConductance
         ) || layers.iter().any(|l| l.index.is_none()),
-        chunk_rows: batch_steps.saturating_mul(n),
+        chunk_rows: match req.batch_steps {
+            0 => balanced_chunk_rows(rows.len(), batch_steps.saturating_mul(n), n),
+            k => k.saturating_mul(n),
+        },
     };
     let direction = x.zip_map(&baseline, |a, b| a - b)?;
     let mut accs: Vec<Vec<f64>> = layers
@@ -703,4 +720,27 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
         pieces,
         gradient_evaluations: evaluations,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::balanced_chunk_rows;
+
+    #[test]
+    fn chunks_are_as_few_and_as_even_as_the_limit_allows() {
+        // 50 steps of 4 examples, at most 19 steps (76 rows) a chunk: 3 chunks of 17 steps.
+        assert_eq!(balanced_chunk_rows(200, 76, 4), 68);
+        // Everything fits: one chunk.
+        assert_eq!(balanced_chunk_rows(50, 79, 1), 50);
+        // 50 steps, at most 39 a chunk: two of 25.
+        assert_eq!(balanced_chunk_rows(200, 156, 4), 100);
+        // A limit below one step still gives one step a chunk.
+        assert_eq!(balanced_chunk_rows(12, 1, 3), 3);
+        // Rows not a multiple of the examples (exact-rule rows): chunks still cover them.
+        let c = balanced_chunk_rows(101, 40, 2);
+        assert!(
+            c <= 40 && 101usize.div_ceil(c) == 101usize.div_ceil(40),
+            "{c}"
+        );
+    }
 }

@@ -52,7 +52,7 @@ pub struct AttributeArgs {
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
     /// Path steps per batched pass (memory is bounded by this, not by --steps); default:
-    /// chosen so that a pass holds about 2^24 layer values.
+    /// the fewest even passes that hold at most 2^25 layer values each.
     #[arg(long, value_name = "K")]
     pub batch_steps: Option<usize>,
     /// Relative tolerance of the exact rule on smooth pieces.
