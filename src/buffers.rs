@@ -6,7 +6,8 @@
 //! adjoints and tangents when they are recomputed); ops take their output buffers from
 //! here. The pool is per thread (tapes run on one thread; kernels only parallelise inside
 //! an op), holds only buffers of at least [`MIN_POOLED_BYTES`], and is bounded by
-//! [`MAX_POOLED_BUFFERS`] and [`MAX_POOLED_BYTES`].
+//! [`MAX_POOLED_BUFFERS`] and [`MAX_POOLED_BYTES`]; when full, the buffers given longest
+//! ago make room (so buffers of sizes no longer asked for cannot clog it).
 //!
 //! The pool outlives a request on purpose: a process explaining input after input (a
 //! server, a benchmark, `mho ablate`) then reuses the same memory instead of having the
@@ -49,16 +50,25 @@ pub fn give<E: Copy + 'static>(buffer: Vec<E>) {
     if bytes < MIN_POOLED_BYTES {
         return;
     }
+    if bytes > MAX_POOLED_BYTES {
+        return;
+    }
     // `try_with`: a tape dropped during thread teardown, after the pool, just frees.
     let _ = POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
-        if pool.buffers.len() < MAX_POOLED_BUFFERS && pool.bytes + bytes <= MAX_POOLED_BYTES {
-            pool.bytes += bytes;
-            pool.buffers.push(Pooled {
-                bytes,
-                buffer: Box::new(buffer),
-            });
+        // Full: the buffers given longest ago go first. Buffers in use cycle through the
+        // pool every pass; one that nobody has taken since is of a size no longer asked
+        // for (another request's, or a tensor allocated outside the pool), and keeping it
+        // would turn every later give into a free and every take into fresh pages.
+        while pool.buffers.len() >= MAX_POOLED_BUFFERS || pool.bytes + bytes > MAX_POOLED_BYTES {
+            let oldest = pool.buffers.remove(0);
+            pool.bytes -= oldest.bytes;
         }
+        pool.bytes += bytes;
+        pool.buffers.push(Pooled {
+            bytes,
+            buffer: Box::new(buffer),
+        });
     });
 }
 
@@ -82,7 +92,8 @@ fn take_pooled<E: Copy + 'static>(len: usize) -> Option<Vec<E>> {
             .filter(|(_, p)| fits(p))
             .min_by_key(|(_, p)| p.bytes)
             .map(|(i, _)| i)?;
-        let pooled = pool.buffers.swap_remove(best);
+        // `remove`, not `swap_remove`: the pool stays in the order buffers were given.
+        let pooled = pool.buffers.remove(best);
         pool.bytes -= pooled.bytes;
         pooled.buffer.downcast::<Vec<E>>().ok().map(|b| *b)
     })
@@ -156,6 +167,45 @@ mod tests {
             give(vec![0f32; 1 << 14]);
         }
         assert_eq!(held().0, MAX_POOLED_BUFFERS);
+        release();
+    }
+
+    #[test]
+    fn a_full_pool_drops_the_buffers_given_longest_ago() {
+        release();
+        // The pool fills with buffers of a size nobody asks for again ...
+        let stale = 1 << 14;
+        for _ in 0..MAX_POOLED_BUFFERS {
+            give(vec![0f32; stale]);
+        }
+        // ... then a working set of another size cycles through it, pass after pass: it
+        // is kept (each pass takes back what the previous one gave), the stale ones go.
+        let working = 3 << 14;
+        for pass in 0..3 {
+            let taken: Vec<Vec<f32>> = (0..40).map(|_| take_for_overwrite(working)).collect();
+            let reused = taken.iter().filter(|v| v.capacity() == working).count();
+            if pass > 0 {
+                assert_eq!(reused, 40, "pass {pass}: the working set came back");
+            }
+            for v in taken {
+                give(v);
+            }
+        }
+        let (count, bytes) = held();
+        assert_eq!(count, MAX_POOLED_BUFFERS);
+        assert_eq!(
+            bytes,
+            40 * working * 4 + (MAX_POOLED_BUFFERS - 40) * stale * 4
+        );
+        release();
+    }
+
+    #[test]
+    fn a_buffer_larger_than_the_pool_is_freed_without_emptying_it() {
+        release();
+        give(vec![0f32; 1 << 14]);
+        give(vec![0u8; MAX_POOLED_BYTES + 1]);
+        assert_eq!(held(), (1, 1 << 16));
         release();
     }
 }

@@ -82,17 +82,20 @@ pub fn path_points<T: Float>(
         x.shape()
     );
     let u = x.len() / x.shape()[0].max(1);
-    let mut data = Vec::with_capacity(u * rows.len());
-    for row in rows {
+    // From the buffer pool: the tape gives the input's buffer back there after each chunk.
+    let mut data = crate::buffers::take_for_overwrite(u * rows.len());
+    for (row, out) in rows.iter().zip(data.chunks_exact_mut(u.max(1))) {
         let xs = &x.data()[row.example * u..(row.example + 1) * u];
         let bs = &baseline.data()[row.example * u..(row.example + 1) * u];
         if row.alpha == 1.0 {
-            data.extend_from_slice(xs);
+            out.copy_from_slice(xs);
         } else if row.alpha == 0.0 {
-            data.extend_from_slice(bs);
+            out.copy_from_slice(bs);
         } else {
             let a = T::from_f64(row.alpha);
-            data.extend(xs.iter().zip(bs).map(|(&xi, &bi)| bi + a * (xi - bi)));
+            for ((o, &xi), &bi) in out.iter_mut().zip(xs).zip(bs) {
+                *o = bi + a * (xi - bi);
+            }
         }
     }
     let mut shape = x.shape().to_vec();
@@ -103,9 +106,9 @@ pub fn path_points<T: Float>(
 /// The tangents x_e − x'_e of the given rows.
 pub fn path_tangents<T: Float>(direction: &Tensor<T>, rows: &[PathRow]) -> Result<Tensor<T>> {
     let u = direction.len() / direction.shape()[0].max(1);
-    let mut data = Vec::with_capacity(u * rows.len());
-    for row in rows {
-        data.extend_from_slice(&direction.data()[row.example * u..(row.example + 1) * u]);
+    let mut data = crate::buffers::take_for_overwrite(u * rows.len());
+    for (row, out) in rows.iter().zip(data.chunks_exact_mut(u.max(1))) {
+        out.copy_from_slice(&direction.data()[row.example * u..(row.example + 1) * u]);
     }
     let mut shape = direction.shape().to_vec();
     shape[0] = rows.len();

@@ -291,7 +291,8 @@ impl<T: Float> Tape<T> {
     }
 
     /// The adjoint ∂F/∂node from the last backward pass (`None` when the node does not
-    /// depend on a variable or does not reach the output).
+    /// depend on a variable, does not reach the output, or is a
+    /// [`Tape::variable_without_adjoint`]).
     pub fn adjoint(&self, id: NodeId) -> Option<&Tensor<T>> {
         self.nodes[id.0].adjoint.as_ref()
     }
