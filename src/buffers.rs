@@ -12,7 +12,9 @@
 //! The pool outlives a request on purpose: a process explaining input after input (a
 //! server, a benchmark, `mho ablate`) then reuses the same memory instead of having the
 //! operating system map and zero fresh pages for every request. What it holds is at most
-//! about one step chunk's tape. [`release`] frees it all.
+//! about one step chunk's tape per thread that ran one. [`release`] frees this thread's
+//! pool; [`release_everywhere`] also the pools of rayon's threads, where
+//! [`crate::attribution::attribute`] runs its sweeps.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -44,7 +46,9 @@ thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
-/// Gives a buffer back for reuse (dropped instead when it is small or the pool is full).
+/// Gives a buffer back for reuse (dropped instead when it is smaller than
+/// [`MIN_POOLED_BYTES`] or larger than the whole pool; when the pool is full, the buffers
+/// given longest ago are dropped to make room).
 pub fn give<E: Copy + 'static>(buffer: Vec<E>) {
     let bytes = buffer.capacity() * size_of::<E>();
     if bytes < MIN_POOLED_BYTES {
@@ -130,6 +134,13 @@ pub fn release() {
     let _ = POOL.try_with(|pool| *pool.borrow_mut() = Pool::default());
 }
 
+/// Frees every buffer this thread and each thread of rayon's global pool hold (attribution
+/// runs its sweeps on the pool's threads, so their pools hold its tape buffers).
+pub fn release_everywhere() {
+    rayon::broadcast(|_| release());
+    release();
+}
+
 /// The number of buffers and bytes this thread holds.
 pub fn held() -> (usize, usize) {
     POOL.with_borrow(|pool| (pool.buffers.len(), pool.bytes))
@@ -198,6 +209,17 @@ mod tests {
             40 * working * 4 + (MAX_POOLED_BUFFERS - 40) * stale * 4
         );
         release();
+    }
+
+    #[test]
+    fn release_everywhere_empties_the_pools_of_rayon_threads() {
+        // Fill the pool of every rayon thread (and this one), then release everywhere.
+        rayon::broadcast(|_| give(vec![0f32; 1 << 14]));
+        give(vec![0f32; 1 << 14]);
+        assert!(rayon::broadcast(|_| held().0).iter().all(|&c| c >= 1));
+        release_everywhere();
+        assert!(rayon::broadcast(|_| held()).iter().all(|&h| h == (0, 0)));
+        assert_eq!(held(), (0, 0));
     }
 
     #[test]

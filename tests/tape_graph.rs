@@ -987,6 +987,19 @@ fn linear_values_and_tangents_in_one_gemm_equal_separate_calls() {
             check(bias, &inputs, &x_and_w);
         }
     }
+    // A 3-D input: its leading axes are the rows.
+    let mut rng = Rng::new(43);
+    let mut make = |shape: &[usize]| {
+        let v = rng.tensor(shape, -1.0, 1.0);
+        Tensor::new(shape.to_vec(), v.data().iter().map(|&f| f as f32).collect()).unwrap()
+    };
+    let (x, w, b, tx) = (
+        make(&[2, 5, 7]),
+        make(&[4, 7]),
+        make(&[4]),
+        make(&[2, 5, 7]),
+    );
+    check(true, &[x, w, b], &[Some(&tx), None, None]);
     let mut rng = Rng::new(41);
     for (rows, inf, outf) in [
         (1, 1, 1),

@@ -164,7 +164,8 @@ pub struct Request {
     /// Conductance estimator.
     pub form: ConductanceForm,
     /// Steps per chunk (memory bound); 0 chooses automatically: as few chunks as keep a
-    /// chunk's layer values within [`AUTO_CHUNK_ELEMENTS`], the rows shared evenly.
+    /// chunk's layer values within [`AUTO_CHUNK_BYTES`] (unless one step alone exceeds it),
+    /// the rows shared evenly.
     pub batch_steps: usize,
     /// `Some` for `--rule exact` (then `rule` and `steps` are not used).
     pub exact: Option<ExactOptions>,
@@ -197,14 +198,15 @@ struct PreviousNode<T> {
     seen: Vec<bool>,
 }
 
-/// With automatic chunking, the number of layer-value elements one chunk's rows hold
-/// (each also gets an adjoint, and a tangent for conductance): 2²⁵, 128 MB in f32.
+/// With automatic chunking, the bytes of layer values one chunk's rows hold (each value
+/// also gets an adjoint, and a tangent for conductance): 128 MiB, 2²⁵ values in f32 and
+/// 2²⁴ in f64, so that a chunk's tape stays within the buffer pool's 512 MiB.
 ///
 /// Fewer, larger chunks run faster (the per-chunk work of recording the tape and packing
-/// weights is paid less often, and each kernel call gets more images); at 2²⁴ the CIFAR
+/// weights is paid less often, and each kernel call gets more images); at 64 MiB the CIFAR
 /// bench model's conductance at batch 4 ran in chunks of 76, 76 and 48 rows, 9% slower
 /// than in two of 100 (docs/benchmarks.md, stop 12).
-pub const AUTO_CHUNK_ELEMENTS: usize = 1 << 25;
+pub const AUTO_CHUNK_BYTES: usize = 1 << 27;
 
 /// Rows per chunk for `total` rows at most `most` to a chunk: the fewest chunks, of
 /// sizes as even as whole multiples of `n` (the examples) allow.
@@ -419,6 +421,13 @@ fn add_rows<T: Float>(
 /// parallel loop would wake both workers while the caller's serial work between loops
 /// competes with their spinning for the cores (on this 2-core machine, about 30% slower
 /// convolutions in the sweep; docs/benchmarks.md, stop 12).
+///
+/// Requests made from several threads at once share that pool: each waits for a pool
+/// thread, and a pool thread waiting inside one request's kernel may run another whole
+/// request before it resumes. Callers that want requests to proceed independently can
+/// run each inside a pool of its own (`rayon::ThreadPool::install`); the request then
+/// runs on that pool. The sweep's recycled buffers stay with the pool threads that ran it
+/// ([`crate::buffers::release_everywhere`] frees them).
 pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Result<Report> {
     rayon::scope(|_| attribute_here(model, x, req))
 }
@@ -453,11 +462,32 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
         Some(t) => t.clone(),
         None => vec![req.target; n],
     };
-    // F(x) and F(x') in one forward pass of 2N rows (the input, then the baseline).
-    let both = Tensor::concat_rows(&[x, &baseline])?;
-    let both_targets: Vec<usize> = targets.iter().chain(&targets).copied().collect();
-    let mut out_x = target_outputs(model, &both, &both_targets)?;
-    let out_b = out_x.split_off(n);
+    ensure!(
+        targets.len() == n,
+        "{} targets for {n} examples",
+        targets.len()
+    );
+    let shapes = model.layer_shapes()?;
+    let per_row: usize = shapes
+        .iter()
+        .map(|s| s.iter().product::<usize>())
+        .sum::<usize>()
+        + x.len() / n;
+    let chunk_values = AUTO_CHUNK_BYTES / std::mem::size_of::<T>();
+    // F(x) and F(x') in one forward pass of 2N rows (the input, then the baseline) when
+    // that pass's layer values fit a chunk's budget; else in two passes of N rows.
+    let (out_x, out_b) = if per_row.saturating_mul(2 * n) <= chunk_values {
+        let both = Tensor::concat_rows(&[x, &baseline])?;
+        let both_targets: Vec<usize> = targets.iter().chain(&targets).copied().collect();
+        let mut out_x = target_outputs(model, &both, &both_targets)?;
+        let out_b = out_x.split_off(n);
+        (out_x, out_b)
+    } else {
+        (
+            target_outputs(model, x, &targets)?,
+            target_outputs(model, &baseline, &targets)?,
+        )
+    };
     let layers = match req.method {
         Method::IntegratedGradients => vec![LayerRef {
             name: "input".into(),
@@ -465,7 +495,6 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
         }],
         _ => resolve_layers(model, &req.layers)?,
     };
-    let shapes = model.layer_shapes()?;
     let layer_shape = |l: &LayerRef| -> Vec<usize> {
         l.index
             .map_or_else(|| x.shape()[1..].to_vec(), |i| shapes[i].clone())
@@ -488,13 +517,8 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
             );
         }
     }
-    let per_row: usize = shapes
-        .iter()
-        .map(|s| s.iter().product::<usize>())
-        .sum::<usize>()
-        + x.len() / n;
     let batch_steps = match req.batch_steps {
-        0 => (AUTO_CHUNK_ELEMENTS / (per_row.max(1) * n)).max(1),
+        0 => (chunk_values / (per_row.max(1) * n)).max(1),
         k => k,
     };
     let out_change: Vec<f64> = out_x.iter().zip(&out_b).map(|(a, b)| a - b).collect();

@@ -52,7 +52,8 @@ pub struct AttributeArgs {
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
     /// Path steps per batched pass (memory is bounded by this, not by --steps); default:
-    /// the fewest even passes that hold at most 2^25 layer values each.
+    /// the fewest even passes that hold at most 128 MiB of layer values each (unless one
+    /// step alone holds more).
     #[arg(long, value_name = "K")]
     pub batch_steps: Option<usize>,
     /// Relative tolerance of the exact rule on smooth pieces.
@@ -161,8 +162,9 @@ fn run_typed<T: Float>(a: &AttributeArgs, req: &Request) -> Result<String> {
     }
     let x: Tensor<T> = read_input(&a.input, model.input_shape(), false)?;
     let report = attribute(&model, &x, req)?;
-    // One request per process: free the recycled tape buffers before building the JSON.
-    crate::buffers::release();
+    // One request per process: free the recycled tape buffers (kept by the pool threads
+    // the sweep ran on) before building the JSON.
+    crate::buffers::release_everywhere();
     if let Some(path) = &a.heatmap {
         crate::viz::save_report_pictures(&report, &x.cast(), path)?;
     }

@@ -341,12 +341,12 @@ impl<T: Float> Op<T> for Linear {
         x: &[&Tensor<T>],
         t: &[Option<&Tensor<T>>],
     ) -> Result<(Tensor<T>, Option<Saved>, Tensor<T>)> {
+        check_jvp("linear", x, t, self.inputs())?;
         let (Some(tx), true) = (t[0], t[1..].iter().all(Option::is_none)) else {
             let value = self.forward(x)?;
             let tangent = self.jvp(x, &value, t)?;
             return Ok((value, None, tangent));
         };
-        check_jvp("linear", x, t, self.inputs())?;
         let d = self.dims(x)?;
         let (rows, inf, outf) = (d.rows, d.in_features, d.out_features);
         let (x_len, y_len) = (rows * inf, rows * outf);
@@ -367,10 +367,14 @@ impl<T: Float> Op<T> for Linear {
             &mut both,
         )?;
         crate::buffers::give(stacked);
+        // Both halves copied into buffers of their own size (the stacked buffer, up to
+        // four times a half, goes back to the pool instead of staying on the tape).
+        let mut value = Tensor::for_overwrite(&d.out_shape);
+        value.data_mut().copy_from_slice(&both[..y_len]);
         let mut tangent = Tensor::for_overwrite(&d.out_shape);
         tangent.data_mut().copy_from_slice(&both[y_len..]);
-        both.truncate(y_len);
-        Ok((Tensor::new(d.out_shape, both)?, None, tangent))
+        crate::buffers::give(both);
+        Ok((value, None, tangent))
     }
 
     fn linearity(&self) -> Linearity {
