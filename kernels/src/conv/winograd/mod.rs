@@ -174,16 +174,27 @@ fn transform_filters<T: Float>(
             v[2],
         ]
     };
+    // First filter by filter into `[outs][ins][16]` (every write the next element), then
+    // transposed to `[16][ins][outs]` sixteen output channels at a time.
+    let mut by_filter = vec![T::ZERO; POSITIONS * outs * ins];
+    for (f, out) in by_filter.chunks_exact_mut(POSITIONS).enumerate() {
+        let (k, c) = (f / ins, f % ins);
+        // Columns first: gc[b] = G·(g[·][b]), then rows of the 4×3 result.
+        let cols: [[T; 4]; 3] =
+            std::array::from_fn(|b| g3(std::array::from_fn(|a| tap(k, c, a, b))));
+        for (a, out_row) in out.chunks_exact_mut(4).enumerate() {
+            out_row.copy_from_slice(&g3([cols[0][a], cols[1][a], cols[2][a]]));
+        }
+    }
     let mut u = vec![T::ZERO; POSITIONS * outs * ins];
-    for k in 0..outs {
-        for c in 0..ins {
-            // Columns first: gc[b] = G·(g[·][b]), then rows of the 4×3 result.
-            let cols: [[T; 4]; 3] =
-                std::array::from_fn(|b| g3(std::array::from_fn(|a| tap(k, c, a, b))));
-            for a in 0..4 {
-                let row = g3([cols[0][a], cols[1][a], cols[2][a]]);
-                for (b, &v) in row.iter().enumerate() {
-                    u[((a * 4 + b) * ins + c) * outs + k] = v;
+    const KS: usize = 16;
+    for c in 0..ins {
+        for k0 in (0..outs).step_by(KS) {
+            let ks = KS.min(outs - k0);
+            for t in 0..POSITIONS {
+                let dst = &mut u[(t * ins + c) * outs + k0..][..ks];
+                for (kk, d) in dst.iter_mut().enumerate() {
+                    *d = by_filter[((k0 + kk) * ins + c) * POSITIONS + t];
                 }
             }
         }
