@@ -433,8 +433,9 @@ pub fn attribute<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Re
 }
 
 fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> Result<Report> {
-    // The sweep's tapes recycle their buffers chunk to chunk, and the next request on
-    // this thread reuses them (bounded; `mho::buffers::release` frees them).
+    // The sweep's tapes recycle their buffers chunk to chunk, and the next request that
+    // runs on this pool thread reuses them (bounded; `buffers::release_everywhere` frees
+    // them).
     ensure!(
         x.ndim() >= 1 && x.shape()[0] >= 1,
         "--input: empty batch {:?}",
@@ -476,7 +477,7 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
     let chunk_values = AUTO_CHUNK_BYTES / std::mem::size_of::<T>();
     // F(x) and F(x') in one forward pass of 2N rows (the input, then the baseline) when
     // that pass's layer values fit a chunk's budget; else in two passes of N rows.
-    let (out_x, out_b) = if per_row.saturating_mul(2 * n) <= chunk_values {
+    let (out_x, out_b) = if per_row.saturating_mul(n.saturating_mul(2)) <= chunk_values {
         let both = Tensor::concat_rows(&[x, &baseline])?;
         let both_targets: Vec<usize> = targets.iter().chain(&targets).copied().collect();
         let mut out_x = target_outputs(model, &both, &both_targets)?;
