@@ -8,6 +8,7 @@
 mod check;
 mod error;
 mod float;
+mod parallel;
 mod scratch;
 pub mod simd;
 

@@ -38,6 +38,12 @@ use crate::{Float, KernelError};
 /// threads against 113 on one; 64×288×256, 4.7M, gains 1.2× from the split.)
 const PARALLEL_MIN_MULADDS: usize = 1 << 21;
 
+/// Products below this many multiply-adds (2²⁶: up to about 0.3 ms here) called from
+/// outside rayon's pool run their first row block on the calling thread
+/// ([`crate::parallel::try_for_each`]): sgemm 256 ran 15% faster so, while sgemm 1024 ran
+/// 7% slower (paired runs, docs/benchmarks.md, stop 12).
+const SHORT_MULADDS: usize = 1 << 26;
+
 /// Blocks of C handed to threads have a multiple of this many rows (or columns): the
 /// largest matrixmultiply microkernel, AVX-512 sgemm, is 16×16, and the AVX-512 kernel
 /// here is 12×32 (row blocks of 16 leave a 4-row edge tile, handled by its own kernel).
@@ -96,13 +102,17 @@ pub(crate) fn gemm_threaded<T: Float>(
     };
     match Split::plan(allow_parallel, m, k, n) {
         Split::Inline => ops.block(0..m, 0..n, c),
-        Split::Rows(rows_per_block) => c
-            .par_chunks_mut(rows_per_block * n)
-            .enumerate()
-            .try_for_each(|(block, c_block)| {
-                let first = block * rows_per_block;
+        Split::Rows(rows_per_block) => {
+            let mut blocks: Vec<(usize, &mut [T])> =
+                c.chunks_mut(rows_per_block * n).enumerate().collect();
+            // Short products (a few hundred microseconds at most) keep the calling thread
+            // working instead of handing everything to the pool.
+            let short = m.saturating_mul(k).saturating_mul(n) < SHORT_MULADDS;
+            crate::parallel::try_for_each(&mut blocks, short, |(block, c_block)| {
+                let first = *block * rows_per_block;
                 ops.block(first..first + c_block.len() / n, 0..n, c_block)
-            }),
+            })
+        }
         Split::Cols(cols_per_block) => {
             // Column blocks of C are strided, so each thread computes its block into a
             // contiguous buffer (copying C in first when beta reads it), and the
