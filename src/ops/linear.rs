@@ -349,24 +349,24 @@ impl<T: Float> Op<T> for Linear {
         };
         let d = self.dims(x)?;
         let (rows, inf, outf) = (d.rows, d.in_features, d.out_features);
-        let (x_len, y_len) = (rows * inf, rows * outf);
-        let mut stacked = crate::buffers::take_for_overwrite(2 * x_len);
-        stacked[..x_len].copy_from_slice(x[0].data());
-        stacked[x_len..].copy_from_slice(tx.data());
+        let y_len = rows * outf;
+        // The input's rows, then the tangent's (leading axes flatten into rows either way).
+        let stacked = Tensor::concat_rows(&[x[0], tx])?;
         let mut both = crate::buffers::take_for_overwrite(2 * y_len);
-        start_rows(&mut both[..y_len], self.bias.then(|| x[2].data()));
-        both[y_len..].fill(T::ZERO);
+        let (value_rows, tangent_rows) = both.split_at_mut(y_len);
+        start_rows(value_rows, self.bias.then(|| x[2].data()));
+        start_rows(tangent_rows, None);
         matmul_into(
             "linear",
             true,
             [2 * rows, inf, outf],
-            &stacked,
+            stacked.data(),
             false,
             x[1].data(),
             true,
             &mut both,
         )?;
-        crate::buffers::give(stacked);
+        stacked.recycle();
         // Both halves copied into buffers of their own size (the stacked buffer, up to
         // four times a half, goes back to the pool instead of staying on the tape).
         let mut value = Tensor::for_overwrite(&d.out_shape);
