@@ -2,7 +2,8 @@
 //! in one forward pass of 2N rows. Neither may change a result: on the CIFAR-sized bench
 //! model in f32 (whose wide 3×3 convolutions take the Winograd path on AVX-512 CPUs), the
 //! reported outputs equal one-example forward passes bit for bit, and a request made from
-//! inside the pool equals one made from outside bit for bit.
+//! inside the pool equals one made from outside bit for bit. The F(x), F(x') pass runs
+//! beside the sweep, so a bad target must be refused before either starts.
 
 use mho::attribution::{attribute, LayerSelection, Method, Report, Request};
 use mho::experiments::take_rows;
@@ -75,4 +76,18 @@ fn requests_from_inside_and_outside_the_pool_agree() {
     same(&outside, &inside);
     let nested = rayon::scope(|_| attribute(&model, &x, &req).unwrap());
     same(&outside, &nested);
+}
+
+#[test]
+fn a_target_out_of_range_is_refused_with_the_output_count() {
+    let (model, x) = bench_model();
+    let x = take_rows(&x, &[0, 1]).unwrap();
+    for method in [Method::IntegratedGradients, Method::Conductance] {
+        let mut req = Request::new(method, 10);
+        req.steps = 4;
+        let err = attribute(&model, &x, &req).unwrap_err().to_string();
+        assert_eq!(err, "--target: index 10 out of range for 10 outputs", "{method}");
+        req.target = 9;
+        assert!(attribute(&model, &x, &req).is_ok(), "{method}");
+    }
 }

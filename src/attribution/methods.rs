@@ -469,6 +469,11 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
         targets.len()
     );
     let shapes = model.layer_shapes()?;
+    // Checked here too, before the sweep (which runs beside the F(x), F(x') pass).
+    let outputs_per_example: usize = shapes.last().map_or(x.len() / n, |s| s.iter().product());
+    if let Some(&t) = targets.iter().find(|&&t| t >= outputs_per_example) {
+        bail!("--target: index {t} out of range for {outputs_per_example} outputs");
+    }
     let per_row: usize = shapes
         .iter()
         .map(|s| s.iter().product::<usize>())
@@ -477,16 +482,20 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
     let chunk_values = AUTO_CHUNK_BYTES / std::mem::size_of::<T>();
     // F(x) and F(x') in one forward pass of 2N rows (the input, then the baseline) when
     // that pass's layer values fit a chunk's budget; else in two passes of N rows.
-    let (out_x, out_b) = if per_row.saturating_mul(n.saturating_mul(2)) <= chunk_values {
-        let both = Tensor::concat_rows(&[x, &baseline])?;
-        let both_targets: Vec<usize> = targets.iter().chain(&targets).copied().collect();
-        let mut out_x = target_outputs(model, &both, &both_targets)?;
-        let out_b = out_x.split_off(n);
-        (out_x, out_b)
-    } else {
-        (
-            target_outputs(model, x, &targets)?,
-            target_outputs(model, &baseline, &targets)?,
+    let outputs = || -> Result<(Vec<f64>, Vec<f64>)> {
+        Ok(
+            if per_row.saturating_mul(n.saturating_mul(2)) <= chunk_values {
+                let both = Tensor::concat_rows(&[x, &baseline])?;
+                let both_targets: Vec<usize> = targets.iter().chain(&targets).copied().collect();
+                let mut out_x = target_outputs(model, &both, &both_targets)?;
+                let out_b = out_x.split_off(n);
+                (out_x, out_b)
+            } else {
+                (
+                    target_outputs(model, x, &targets)?,
+                    target_outputs(model, &baseline, &targets)?,
+                )
+            },
         )
     };
     let layers = match req.method {
@@ -522,7 +531,7 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
         0 => (chunk_values / (per_row.max(1) * n)).max(1),
         k => k,
     };
-    let out_change: Vec<f64> = out_x.iter().zip(&out_b).map(|(a, b)| a - b).collect();
+    let mut outputs_early = None;
     let mut pieces = None;
     let mut evaluations = 0usize;
     let rows = if let Some(mut opts) = req.exact {
@@ -536,7 +545,11 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
             "--conductance-form: the exact rule integrates each linear piece exactly; the difference form does not apply"
         );
         opts.chunk_rows = batch_steps.saturating_mul(n);
-        let found = exact_rows(model, x, &baseline, &targets, &out_change, &opts)?;
+        // The exact rule's piece search needs F(x) − F(x') first.
+        let (out_x, out_b) = outputs()?;
+        let change: Vec<f64> = out_x.iter().zip(&out_b).map(|(a, b)| a - b).collect();
+        outputs_early = Some((out_x, out_b));
+        let found = exact_rows(model, x, &baseline, &targets, &change, &opts)?;
         evaluations += found.backward_rows;
         pieces = Some(found.pieces);
         found.rows
@@ -596,7 +609,7 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
         })
         .collect();
 
-    sweep(model, x, &baseline, &targets, &rows, opts, |chunk| {
+    let visit = |chunk: Chunk<'_, T>| -> Result<()> {
         let rows = chunk.rows;
         evaluations += rows.len();
         for (li, l) in layers.iter().enumerate() {
@@ -681,7 +694,16 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
             }
         }
         Ok(())
-    })?;
+    };
+    // The F(x), F(x') pass of a few rows runs beside the sweep: its small kernels leave
+    // the threads idle between parallel loops, which the sweep's work fills.
+    let (swept, outputs) = rayon::join(
+        || sweep(model, x, &baseline, &targets, &rows, opts, visit),
+        || outputs_early.map_or_else(outputs, Ok),
+    );
+    swept?;
+    let (out_x, out_b) = outputs?;
+    let out_change: Vec<f64> = out_x.iter().zip(&out_b).map(|(a, b)| a - b).collect();
 
     // Fill the copied layers in model order, so that chains (conv → relu → flatten) work.
     let mut order: Vec<usize> = (0..layers.len()).collect();
