@@ -245,7 +245,13 @@ pub(super) mod x86 {
                     // Then Bᵀ down each column, into the 16 planes of V.
                     // SAFETY: AVX-512F is available (contract).
                     unsafe {
-                        store_down_columns(&h, &mut v[slot..], cin * p, chunk.count, chunk.lanes)
+                        store_down_columns(
+                            &h,
+                            &mut v[slot..],
+                            block.v_plane,
+                            chunk.count,
+                            chunk.lanes,
+                        )
                     };
                 }
             }
@@ -281,7 +287,7 @@ pub(super) mod x86 {
                     let src = &m[k * p + block.slot(tiles, image, tr, tx)..];
                     let mut mt = [_mm512_setzero_ps(); POSITIONS];
                     for (t, m_t) in mt.iter_mut().enumerate() {
-                        let src = &src[t * cout * p..][..count];
+                        let src = &src[t * block.m_plane..][..count];
                         // SAFETY: AVX-512F is available (contract); the first `count`
                         // lanes are read, all inside `src`.
                         *m_t = unsafe { _mm512_maskz_loadu_ps(chunk.lanes, src.as_ptr()) };

@@ -97,7 +97,13 @@ pub(super) unsafe fn transform_input(
             let slot = c * p + block.slot(tiles, image, tr, 0);
             // SAFETY: AVX-512F is available (contract).
             unsafe {
-                store_down_columns(&h, &mut v[slot..], cin * p, count, lanes_inside(0, count))
+                store_down_columns(
+                    &h,
+                    &mut v[slot..],
+                    block.v_plane,
+                    count,
+                    lanes_inside(0, count),
+                )
             };
         }
     }
@@ -140,7 +146,7 @@ pub(super) unsafe fn transform_output(
             let src = &m[k * p + block.slot(tiles, image, tr, 0)..];
             let mut mt = [_mm512_setzero_ps(); POSITIONS];
             for (t, m_t) in mt.iter_mut().enumerate() {
-                let src = &src[t * cout * p..][..count];
+                let src = &src[t * block.m_plane..][..count];
                 // SAFETY: AVX-512F is available (contract); the first `count` lanes
                 // are read, all inside `src`.
                 *m_t = unsafe { _mm512_maskz_loadu_ps(lanes, src.as_ptr()) };

@@ -256,12 +256,27 @@ impl Tiles {
     }
 }
 
-/// Where a block lies: its images' tile rows `rows`, and its slots per channel.
+/// Elements left unused after each position's plane of V and of M (one cache line of
+/// f32). Without the gap, when a plane's size is a multiple of 4 KiB, the 16 planes an
+/// output tile reads (and an input tile writes) all fall in one set of the 12-way L1
+/// cache; where a vector holds fewer than 16 tiles (images at most 8 tiles across),
+/// each line is then fetched from L2 twice. With it the planes spread over 16 sets:
+/// the digits network's 16→32 8×8 layer ran 20–30% faster (docs/benchmarks.md).
+const PLANE_GAP: usize = ALIGN;
+
+/// Where a block lies: its images' tile rows `rows`, its slots per channel, and the
+/// distance between consecutive positions' planes in V and M.
 pub(super) struct Block {
     /// Tile rows of every image of the block.
     pub(super) rows: std::ops::Range<usize>,
     /// Slots per channel (the gemm's n), a multiple of [`ALIGN`].
     pub(super) slots: usize,
+    /// Elements from position t's plane of V (`[C_in][slots]`) to position t + 1's:
+    /// C_in·slots + [`PLANE_GAP`].
+    pub(super) v_plane: usize,
+    /// Elements from position t's plane of M (`[C_out][slots]`) to position t + 1's:
+    /// C_out·slots + [`PLANE_GAP`].
+    pub(super) m_plane: usize,
 }
 
 impl Block {
@@ -286,8 +301,8 @@ fn run<T: Float>(
     let out_image = cout * g.out_h * g.out_w;
     let tiles = Tiles::of::<T>(g);
     let most = tiles.slots(tiles.group, tiles.block_rows);
-    let v_len = POSITIONS * cin * most;
-    let m_len = POSITIONS * cout * most;
+    let v_len = POSITIONS * (cin * most + PLANE_GAP);
+    let m_len = POSITIONS * (cout * most + PLANE_GAP);
     let scratch_len = ALIGN + v_len + m_len;
     let fast = vectorized::<T>();
     let group_out = tiles.group * out_image;
@@ -308,17 +323,22 @@ fn run<T: Float>(
             let mut first = 0;
             while first < tiles.down {
                 let last = (first + tiles.block_rows).min(tiles.down);
+                let p = tiles.slots(images, last - first);
                 let block = Block {
                     rows: first..last,
-                    slots: tiles.slots(images, last - first),
+                    slots: p,
+                    v_plane: cin * p + PLANE_GAP,
+                    m_plane: cout * p + PLANE_GAP,
                 };
-                let p = block.slots;
-                let v = &mut v[..POSITIONS * cin * p];
-                let m = &mut m[..POSITIONS * cout * p];
+                let v = &mut v[..POSITIONS * block.v_plane];
+                let m = &mut m[..POSITIONS * block.m_plane];
                 let used = images * block.rows.len() * tiles.across;
                 if used < p {
-                    v.chunks_exact_mut(p)
-                        .for_each(|row| row[used..].fill(T::ZERO));
+                    for plane in v.chunks_exact_mut(block.v_plane) {
+                        plane[..cin * p]
+                            .chunks_exact_mut(p)
+                            .for_each(|row| row[used..].fill(T::ZERO));
+                    }
                 }
                 match (fast, T::as_f32(x_group), T::as_f32_mut(v)) {
                     (true, Some(x32), Some(v32)) => {
@@ -335,10 +355,10 @@ fn run<T: Float>(
                         T::ONE,
                         &u[t * cin * cout..][..cin * cout],
                         true,
-                        &v[t * cin * p..][..cin * p],
+                        &v[t * block.v_plane..][..cin * p],
                         false,
                         T::ZERO,
-                        &mut m[t * cout * p..][..cout * p],
+                        &mut m[t * block.m_plane..][..cout * p],
                     )?;
                 }
                 match (fast, T::as_f32(m), T::as_f32_mut(y_group)) {

@@ -57,7 +57,7 @@ pub(super) fn transform_input<T: Float>(
                     std::array::from_fn(|i| std::array::from_fn(|j| at(2 * ty + i, 2 * tx + j)));
                 let slot = block.slot(tiles, image, tr, tx);
                 for (t, value) in input_tile(d).into_iter().enumerate() {
-                    v[(t * cin + c) * p + slot] = value;
+                    v[t * block.v_plane + c * p + slot] = value;
                 }
             }
         }
@@ -82,7 +82,10 @@ pub(super) fn transform_output<T: Float>(
         for (tr, ty) in block.rows.clone().enumerate() {
             for tx in 0..tiles.across {
                 let slot = block.slot(tiles, image, tr, tx);
-                let y = output_tile(std::array::from_fn(|t| m[(t * cout + k) * p + slot]), b_k);
+                let y = output_tile(
+                    std::array::from_fn(|t| m[t * block.m_plane + k * p + slot]),
+                    b_k,
+                );
                 for (i, row) in y.iter().enumerate() {
                     for (j, &value) in row.iter().enumerate() {
                         let (r, col) = (2 * ty + i, 2 * tx + j);
