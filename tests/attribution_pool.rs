@@ -86,7 +86,10 @@ fn a_target_out_of_range_is_refused_with_the_output_count() {
         let mut req = Request::new(method, 10);
         req.steps = 4;
         let err = attribute(&model, &x, &req).unwrap_err().to_string();
-        assert_eq!(err, "--target: index 10 out of range for 10 outputs", "{method}");
+        assert_eq!(
+            err, "--target: index 10 out of range for 10 outputs",
+            "{method}"
+        );
         req.target = 9;
         assert!(attribute(&model, &x, &req).is_ok(), "{method}");
     }
