@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512_pack::transpose_into;
+use super::avx512_pack::{copy_columns, transpose_into};
 use super::blocked::MicroKernel;
 use super::pack::{pack_a, pack_b};
 
@@ -30,6 +30,14 @@ impl MicroKernel for Avx512 {
 
     unsafe fn pack_a(dst: &mut [f32], a: *const f32, rsa: isize, csa: isize, mr: usize, kc: usize) {
         const MR: usize = Avx512::MR;
+        if rsa == 1 && csa != 1 {
+            // Columns of op(A) are contiguous: one masked copy per column.
+            assert!(mr <= MR && dst.len() >= kc * MR, "pack_a: buffer too small");
+            // SAFETY: AVX-512F is available (contract); elements (i < mr, p < kc) of
+            // op(A) lie at a + i + p·csa; dst[p·MR + i] for p < kc, i < MR ≤ 16 lies in
+            // dst (checked above), which does not overlap A.
+            return unsafe { copy_columns(dst.as_mut_ptr(), MR, MR, a, csa, mr, kc) };
+        }
         if csa != 1 || rsa == 1 {
             // SAFETY: forwarded contract.
             return unsafe { pack_a(dst, MR, a, rsa, csa, mr, kc) };

@@ -1,6 +1,8 @@
 //! AVX-512 packing for the two layouts that need a transpose: op(A) with contiguous
 //! rows (A not transposed) and op(B) with contiguous columns (B transposed). Both go
-//! through 16×16 in-register transposes instead of one float at a time.
+//! through 16×16 in-register transposes instead of one float at a time. op(A) with
+//! contiguous columns (A transposed, as the Winograd convolution's filters are) is
+//! copied a column at a time by one masked load and store.
 
 use std::arch::x86_64::*;
 
@@ -92,6 +94,34 @@ pub(super) unsafe fn transpose_into(
         for (q, column) in columns.iter().enumerate().take(len - p0) {
             // SAFETY: row p0 + q < len of dst, lanes < width (masked store).
             unsafe { _mm512_mask_storeu_ps(dst.add((p0 + q) * ld), store, *column) };
+        }
+    }
+}
+
+/// dst[p·ld + i] ← src[p·stride + i] for p < len and i < width, reading only i < rows
+/// (the others are zero): `len` columns of `rows` ≤ 16 contiguous floats, each copied
+/// by one masked load and one masked store.
+///
+/// # Safety
+/// The CPU has AVX-512F; src[p·stride + i] is readable for p < len, i < rows ≤ width;
+/// dst[p·ld + i] is writable for p < len, i < width ≤ 16, and overlaps no source.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn copy_columns(
+    dst: *mut f32,
+    ld: usize,
+    width: usize,
+    src: *const f32,
+    stride: isize,
+    rows: usize,
+    len: usize,
+) {
+    let (load, store) = (first(rows), first(width));
+    for p in 0..len {
+        // SAFETY: the lanes i < rows of column p are readable, the lanes i < width of
+        // dst row p writable (contract); masked-off lanes are not accessed.
+        unsafe {
+            let column = _mm512_maskz_loadu_ps(load, src.offset(p as isize * stride));
+            _mm512_mask_storeu_ps(dst.add(p * ld), store, column);
         }
     }
 }
