@@ -49,6 +49,10 @@ const SHORT_MULADDS: usize = 1 << 26;
 /// here is 12×32 (row blocks of 16 leave a 4-row edge tile, handled by its own kernel).
 const BLOCK_ALIGN: usize = 16;
 
+/// Elements of op(B) (1 MiB of f32) from which a product with more than twice as many
+/// columns as rows splits its columns over the threads ([`Split::plan`]).
+const COLUMN_SPLIT_MIN_B: usize = 1 << 18;
+
 /// C (m×n, row-major, contiguous) ← alpha·op(A)·op(B) + beta·C.
 ///
 /// op(A) is m×k: A is stored row-major m×k, or k×m when `trans_a` (then op(A) = Aᵀ).
@@ -214,7 +218,14 @@ impl Split {
             len.div_ceil(threads.min(len / BLOCK_ALIGN))
                 .next_multiple_of(BLOCK_ALIGN)
         };
-        if m >= 2 * BLOCK_ALIGN {
+        // A large op(B) with few rows of C (a linear layer's weight against a batch of
+        // 50–100 path points): split the columns, so that each thread packs or reads
+        // only its part of B instead of all of it (the CIFAR network's 4096→256 layer:
+        // 2 × 100 rows ran 21% faster, its input gradient 18%). Small or square
+        // products keep the row split.
+        if n >= 2 * BLOCK_ALIGN && n > 2 * m && k.saturating_mul(n) >= COLUMN_SPLIT_MIN_B {
+            Split::Cols(block_len(n))
+        } else if m >= 2 * BLOCK_ALIGN {
             Split::Rows(block_len(m))
         } else if n >= 2 * BLOCK_ALIGN {
             Split::Cols(block_len(n))
