@@ -536,3 +536,54 @@ fn wrong_slice_lengths_and_inconsistent_geometry_are_errors() {
     assert!(conv::conv2d_bias_grad(&bad, &dy, &mut db).is_err());
     assert_eq!(bad.weight_len(), 0); // no division by zero
 }
+
+/// `conv2d_forward_then` hands every output image to its epilogue exactly once, with the
+/// image's index, after the image is complete: the result equals the plain forward with
+/// the epilogue applied afterwards, bit for bit, on the im2col path (f64) and the
+/// Winograd path (f32 3×3 with 16+ channels, groups of small images and tile-row blocks
+/// of large ones), with one thread and several.
+#[test]
+fn epilogue_sees_each_finished_image_once() {
+    use std::sync::Mutex;
+    fn check<T: mho_kernels::Float>(g: &Conv2dGeometry, x: &[T], w: &[T], b: &[T]) {
+        let image = g.output_len() / g.batch;
+        let mut plain = vec![T::ZERO; g.output_len()];
+        conv::conv2d_forward(g, x, w, Some(b), &mut plain).unwrap();
+        // Each element gets image_index + 1 added after a ReLU-like clamp.
+        let expected: Vec<T> = plain
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v.max(T::ZERO) + T::from_f64((i / image + 1) as f64))
+            .collect();
+        for threads in [1, 3] {
+            let seen = Mutex::new(vec![0usize; g.batch]);
+            let mut y = vec![T::ZERO; g.output_len()];
+            with_threads(threads, || {
+                conv::conv2d_forward_then(g, x, w, Some(b), &mut y, &|first, images| {
+                    assert_eq!(images.len() % image, 0);
+                    for (k, out) in images.chunks_exact_mut(image).enumerate() {
+                        seen.lock().unwrap()[first + k] += 1;
+                        let add = T::from_f64((first + k + 1) as f64);
+                        out.iter_mut().for_each(|v| *v = v.max(T::ZERO) + add);
+                    }
+                })
+                .unwrap()
+            });
+            assert!(seen.into_inner().unwrap().iter().all(|&c| c == 1), "{g:?}");
+            assert!(y == expected, "{g:?}, {threads} threads");
+        }
+    }
+    for (i, g) in large_geometries().iter().enumerate() {
+        let d = Data::new(g, 300 + i as u64);
+        check(g, &d.x, &d.w, &d.bias);
+    }
+    for g in [
+        Conv2dGeometry::new(7, 16, [8, 8], 32, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
+        Conv2dGeometry::new(3, 32, [32, 32], 32, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
+        Conv2dGeometry::new(1, 16, [90, 90], 16, [3, 3], [1, 1], [1, 1], [1, 1], 1).unwrap(),
+    ] {
+        let d = Data::new(&g, 7);
+        let f = |v: &[f64]| v.iter().map(|&e| e as f32).collect::<Vec<f32>>();
+        check(&g, &f(&d.x), &f(&d.w), &f(&d.bias));
+    }
+}

@@ -68,6 +68,24 @@ pub fn conv2d_forward<T: Float>(
     bias: Option<&[T]>,
     y: &mut [T],
 ) -> Result<(), KernelError> {
+    conv2d_forward_then(g, x, w, bias, y, &|_, _| {})
+}
+
+/// Work done on a convolution's output images while they are still in cache:
+/// `then(first, images)` receives whole output images, `images` holding those of images
+/// `first, first + 1, …` (`[k, C_out, OH, OW]`), on the thread that computed them.
+pub type Epilogue<'a, T> = &'a (dyn Fn(usize, &mut [T]) + Sync);
+
+/// [`conv2d_forward`], then `then` on every output image right after it is computed (a
+/// ReLU, a mask), instead of in another pass over the whole output.
+pub fn conv2d_forward_then<T: Float>(
+    g: &Conv2dGeometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    then: Epilogue<'_, T>,
+) -> Result<(), KernelError> {
     const KERNEL: &str = "conv2d";
     g.check_lens(
         KERNEL,
@@ -79,7 +97,7 @@ pub fn conv2d_forward<T: Float>(
         check_len(KERNEL, "bias", bias.len(), &[g.out_channels])?;
     }
     if winograd::preferred::<T>(g) {
-        return winograd::forward(g, x, w, bias, y);
+        return winograd::forward_then(g, x, w, bias, y, then);
     }
     let s = Sizes::of::<T>(g);
     for_each_image(
@@ -88,6 +106,28 @@ pub fn conv2d_forward<T: Float>(
         s.out_image,
         s.scratch_len(),
         |n, y_image, scratch, gemm_parallel| {
+            forward_image(g, &s, x, w, bias, n, y_image, scratch, gemm_parallel)?;
+            then(n, y_image);
+            Ok(())
+        },
+    )
+}
+
+/// Image n of [`conv2d_forward`] by im2col and gemm, into `y_image`.
+#[allow(clippy::too_many_arguments)]
+fn forward_image<T: Float>(
+    g: &Conv2dGeometry,
+    s: &Sizes,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    n: usize,
+    y_image: &mut [T],
+    scratch: &mut [T],
+    gemm_parallel: bool,
+) -> Result<(), KernelError> {
+    {
+        {
             let x_image = &x[n * s.in_image..][..s.in_image];
             let (col, tile) = scratch.split_at_mut(s.col_scratch);
             for group in 0..g.groups {
@@ -165,8 +205,8 @@ pub fn conv2d_forward<T: Float>(
                 );
             }
             Ok(())
-        },
-    )
+        }
+    }
 }
 
 /// dx ← ∂⟨dy, conv2d(x, w)⟩/∂x: output gradient `dy` `[N, C_out, OH, OW]`, weight `w`,

@@ -22,5 +22,8 @@ pub mod reference;
 mod sizes;
 pub mod winograd;
 
-pub use fast::{conv2d_bias_grad, conv2d_forward, conv2d_input_grad, conv2d_weight_grad};
+pub use fast::{
+    conv2d_bias_grad, conv2d_forward, conv2d_forward_then, conv2d_input_grad, conv2d_weight_grad,
+    Epilogue,
+};
 pub use geometry::Conv2dGeometry;

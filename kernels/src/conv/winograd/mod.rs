@@ -36,7 +36,7 @@ mod avx512;
 mod avx512_narrow;
 mod portable;
 
-use super::fast::for_each_image;
+use super::fast::{for_each_image, Epilogue};
 use super::Conv2dGeometry;
 use crate::check::threads;
 use crate::gemm::gemm_threaded;
@@ -91,6 +91,19 @@ pub fn forward<T: Float>(
     bias: Option<&[T]>,
     y: &mut [T],
 ) -> Result<(), KernelError> {
+    forward_then(g, x, w, bias, y, &|_, _| {})
+}
+
+/// [`forward`], then `then` on every group of output images right after it is computed
+/// (see [`crate::conv::conv2d_forward_then`]).
+pub fn forward_then<T: Float>(
+    g: &Conv2dGeometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    then: Epilogue<'_, T>,
+) -> Result<(), KernelError> {
     const KERNEL: &str = "conv2d (winograd)";
     check(KERNEL, g)?;
     g.check_lens(
@@ -104,7 +117,7 @@ pub fn forward<T: Float>(
     }
     let (cout, cin) = (g.out_channels, g.in_channels);
     let u = transform_filters(cout, cin, |k, c, a, b| w[((k * cin + c) * 3 + a) * 3 + b]);
-    run(g, x, &u, bias, y)
+    run(g, x, &u, bias, y, then)
 }
 
 /// dx ← ∂⟨dy, conv2d(x, w)⟩/∂x by Winograd F(2×2, 3×3), for a geometry that
@@ -141,7 +154,7 @@ pub fn input_grad<T: Float>(
     let u = transform_filters(cin, cout, |c, k, a, b| {
         w[((k * cin + c) * 3 + (2 - a)) * 3 + (2 - b)]
     });
-    run(&transposed, dy, &u, None, dx)
+    run(&transposed, dy, &u, None, dx, &|_, _| {})
 }
 
 /// Refuses geometries this module does not compute.
@@ -295,6 +308,7 @@ fn run<T: Float>(
     u: &[T],
     bias: Option<&[T]>,
     y: &mut [T],
+    then: Epilogue<'_, T>,
 ) -> Result<(), KernelError> {
     let (cin, cout) = (g.in_channels, g.out_channels);
     let in_image = cin * g.in_h * g.in_w;
@@ -371,6 +385,7 @@ fn run<T: Float>(
                 }
                 first = last;
             }
+            then(n * tiles.group, y_group);
             Ok(())
         },
     )
