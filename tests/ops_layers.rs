@@ -7,7 +7,8 @@ mod common;
 
 use common::{check_all, check_dot_identity, forward, Rng};
 use mho::ops::{
-    AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Linear, MatMul, MaxPool1d, MaxPool2d,
+    AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Conv2dRelu, Linear, MatMul, MaxPool1d, MaxPool2d,
+    Relu,
 };
 use mho::{Op, Tensor};
 use proptest::prelude::*;
@@ -119,6 +120,9 @@ proptest! {
         }
         let op = Conv2d { stride: [sh, sw], padding: [ph, pw], dilation: [dh, dw], groups, bias };
         check(&op, &inputs, seed)?;
+        // Fused with a ReLU: the same checks (finite differences away from kinks, which
+        // random data avoids, and the dot-product identity, kinks included).
+        check(&Conv2dRelu { conv: op }, &inputs, seed)?;
     }
 
     #[test]
@@ -349,4 +353,78 @@ fn f32_agrees_with_f64() {
         count_include_pad: false,
     };
     f32_agrees(&avg, &[rng.tensor(&[2, 3, 5, 5], -1.0, 1.0)], &mut rng);
+}
+
+/// Conv2dRelu's value, VJP (every input) and JVP (the input's tangent alone, and all
+/// tangents) equal Conv2d then Relu bit for bit, in f32 on the Winograd path (3×3, 16+
+/// channels) and the im2col path, and in f64, with and without bias.
+#[test]
+fn conv2d_relu_equals_conv2d_then_relu_bit_for_bit() {
+    fn case<T: mho::Float>(shape: [usize; 4], cout: usize, k: usize, bias: bool, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let [n, cin, h, w] = shape;
+        let cast = |t: Tensor<f64>| t.cast::<T>();
+        let mut inputs = vec![
+            cast(rng.tensor(&[n, cin, h, w], -1.0, 1.0)),
+            cast(rng.tensor(&[cout, cin, k, k], -0.5, 0.5)),
+        ];
+        if bias {
+            inputs.push(cast(rng.tensor(&[cout], -0.5, 0.5)));
+        }
+        let conv = Conv2d {
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+            bias,
+        };
+        let fused = Conv2dRelu { conv };
+        let x: Vec<&Tensor<T>> = inputs.iter().collect();
+        let pre = Op::<T>::forward(&conv, &x).unwrap();
+        let y = Op::<T>::forward(&Relu, &[&pre]).unwrap();
+        let y_fused = fused.forward(&x).unwrap();
+        let bits = |t: &Tensor<T>| {
+            t.data()
+                .iter()
+                .map(|v| v.to_f64().to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&y), bits(&y_fused), "value");
+        assert!(
+            y.data().iter().any(|v| v.to_f64() == 0.0) && y.data().iter().any(|v| v.to_f64() > 0.0)
+        );
+        let g = cast(rng.tensor(y.shape(), -1.0, 1.0));
+        let needs = vec![true; x.len()];
+        let g_pre = Relu.vjp(&[&pre], &y, &g, &[true]).unwrap()[0]
+            .clone()
+            .unwrap();
+        let want = conv.vjp(&x, &pre, &g_pre, &needs).unwrap();
+        let got = fused.vjp(&x, &y_fused, &g, &needs).unwrap();
+        for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+            assert_eq!(
+                bits(a.as_ref().unwrap()),
+                bits(b.as_ref().unwrap()),
+                "vjp {i}"
+            );
+        }
+        let tangents: Vec<Tensor<T>> = inputs.iter().map(|t| cast(rng.like(&t.cast()))).collect();
+        for all in [false, true] {
+            let t: Vec<Option<&Tensor<T>>> = tangents
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (i == 0 || all).then_some(t))
+                .collect();
+            let t_pre = conv.jvp(&x, &pre, &t).unwrap();
+            let want = Relu.jvp(&[&pre], &y, &[Some(&t_pre)]).unwrap();
+            let got = fused.jvp(&x, &y_fused, &t).unwrap();
+            assert_eq!(bits(&want), bits(&got), "jvp (all tangents: {all})");
+        }
+    }
+    for bias in [false, true] {
+        case::<f32>([5, 16, 8, 8], 32, 3, bias, 1);
+        case::<f32>([2, 32, 16, 16], 16, 3, bias, 2);
+        case::<f32>([3, 3, 12, 12], 8, 3, bias, 3);
+        case::<f32>([2, 4, 9, 7], 6, 5, bias, 4);
+        case::<f64>([2, 16, 8, 8], 16, 3, bias, 5);
+    }
 }

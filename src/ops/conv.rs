@@ -5,13 +5,19 @@
 //!
 //! VJP: input, weight and bias gradients from the kernels, each only when needed.
 //! JVP: conv(tx, w) + conv(x, tw) + tb, only the terms whose tangent is given.
+//!
+//! `Conv2dRelu` is `Conv2d` then `Relu` in one node, for the attribution sweep: the ReLU
+//! (and the JVP's mask) is applied to each output image right after the convolution
+//! writes it, while it is in cache, and the pre-activation is never stored. Its value,
+//! VJP and JVP equal those of the two ops in sequence bit for bit.
 
 use super::{check_jvp, check_output, check_vjp, expect_inputs};
 use crate::tape::{Linearity, Op};
 use crate::tensor::Tensor;
 use crate::{ensure, Error, Result};
 use mho_kernels::conv::{
-    conv2d_bias_grad, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, Conv2dGeometry,
+    conv2d_bias_grad, conv2d_forward, conv2d_forward_then, conv2d_input_grad, conv2d_weight_grad,
+    Conv2dGeometry,
 };
 use mho_kernels::Float;
 
@@ -304,7 +310,7 @@ macro_rules! conv_op {
 }
 
 impl Conv2d {
-    fn inputs(&self) -> usize {
+    pub(super) fn inputs(&self) -> usize {
         2 + usize::from(self.bias)
     }
 
@@ -337,3 +343,124 @@ impl Conv1d {
 
 conv_op!(Conv2d, "conv2d");
 conv_op!(Conv1d, "conv1d");
+
+/// `Conv2d` followed by ReLU, as one op: inputs as [`Conv2d`]'s, output
+/// max(conv2d(x, w) + b, 0) (NaN kept, as [`super::Relu`]). The ReLU's derivative,
+/// 1 where the pre-activation is > 0 and else 0 (relu'(0) = 0), is read off the output:
+/// the output is > 0 exactly where the pre-activation is.
+#[derive(Clone, Copy, Debug)]
+pub struct Conv2dRelu {
+    /// The convolution.
+    pub conv: Conv2d,
+}
+
+/// ReLU as [`super::Relu`] computes it.
+#[inline]
+fn relu<T: Float>(v: T) -> T {
+    if v > T::ZERO || v.is_nan() {
+        v
+    } else {
+        T::ZERO
+    }
+}
+
+/// relu'(pre-activation) from the ReLU's output y, as [`super::Relu`]'s derivative.
+#[inline]
+fn relu_slope<T: Float>(y: T) -> T {
+    if y > T::ZERO {
+        T::ONE
+    } else {
+        T::ZERO
+    }
+}
+
+impl<T: Float> Op<T> for Conv2dRelu {
+    fn name(&self) -> &'static str {
+        "conv2d_relu"
+    }
+
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        const NAME: &str = "conv2d_relu";
+        expect_inputs(NAME, x, self.conv.inputs())?;
+        let p = self.conv.plan(x)?;
+        let mut y = Tensor::for_overwrite(&p.out_shape); // the kernel overwrites it
+        let b = self.conv.bias.then(|| x[2].data());
+        let then = |_: usize, images: &mut [T]| images.iter_mut().for_each(|v| *v = relu(*v));
+        kernel(
+            NAME,
+            conv2d_forward_then(
+                &p.geometry,
+                x[0].data(),
+                x[1].data(),
+                b,
+                y.data_mut(),
+                &then,
+            ),
+        )?;
+        Ok(y)
+    }
+
+    fn vjp(
+        &self,
+        x: &[&Tensor<T>],
+        y: &Tensor<T>,
+        g: &Tensor<T>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        const NAME: &str = "conv2d_relu";
+        check_vjp(NAME, x, needs, self.conv.inputs())?;
+        let p = self.conv.plan(x)?;
+        check_output(NAME, y, Some(g), &p.out_shape)?;
+        // ReLU's VJP, then the convolution's.
+        let masked = super::zip_tensors(g, y, |g, y| g * relu_slope(y))?;
+        vjp(NAME, x, &masked, needs, &p)
+    }
+
+    fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
+        const NAME: &str = "conv2d_relu";
+        check_jvp(NAME, x, t, self.conv.inputs())?;
+        let p = self.conv.plan(x)?;
+        check_output(NAME, y, None, &p.out_shape)?;
+        let (tx, others) = (t[0], t[1..].iter().any(Option::is_some));
+        match tx {
+            // Only the input's tangent (the attribution sweep's case): the mask is
+            // applied to each image as the convolution writes it.
+            Some(tx) if !others => {
+                let mut out = Tensor::for_overwrite(&p.out_shape); // overwritten
+                let image = p.out_shape[1..].iter().product::<usize>();
+                let image = if p.out_shape.len() == 4 {
+                    image
+                } else {
+                    y.len()
+                };
+                let then = |first: usize, images: &mut [T]| {
+                    let ys = &y.data()[first * image..][..images.len()];
+                    for (o, &v) in images.iter_mut().zip(ys) {
+                        *o = *o * relu_slope(v);
+                    }
+                };
+                kernel(
+                    NAME,
+                    conv2d_forward_then(
+                        &p.geometry,
+                        tx.data(),
+                        x[1].data(),
+                        None,
+                        out.data_mut(),
+                        &then,
+                    ),
+                )?;
+                Ok(out)
+            }
+            // The convolution's JVP, then ReLU's.
+            _ => {
+                let pre = jvp(NAME, x, t, &p)?;
+                super::zip_tensors(&pre, y, |t, y| t * relu_slope(y))
+            }
+        }
+    }
+
+    fn linearity(&self) -> Linearity {
+        Linearity::PiecewiseLinear
+    }
+}

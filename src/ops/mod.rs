@@ -41,7 +41,7 @@ pub mod softmax;
 
 pub use activation::{Exp, LeakyRelu, Log, Prelu, Relu, Sigmoid, Tanh};
 pub use arith::{Add, AddScalar, Div, Mul, MulScalar, Neg, Sub};
-pub use conv::{Conv1d, Conv2d};
+pub use conv::{Conv1d, Conv2d, Conv2dRelu};
 pub use embedding::Embedding;
 pub use linear::{Linear, MatMul};
 pub use loss::CrossEntropy;
