@@ -436,7 +436,7 @@ impl<T: Float> Op<T> for Conv2dRelu {
                 let then = |first: usize, images: &mut [T]| {
                     let ys = &y.data()[first * image..][..images.len()];
                     for (o, &v) in images.iter_mut().zip(ys) {
-                        *o = *o * relu_slope(v);
+                        *o *= relu_slope(v);
                     }
                 };
                 kernel(
