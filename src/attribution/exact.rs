@@ -533,6 +533,8 @@ fn refine_smooth<T: Float>(
             tangents: false,
             adjoints: true,
             input_adjoint: true,
+            // Only the input's adjoint is read.
+            fuse_relu: true,
             chunk_rows: opts.chunk_rows,
         };
         sweep(model, x, baseline, targets, &rows, sweep_opts, |chunk| {

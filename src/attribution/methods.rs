@@ -574,6 +574,11 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
             req.method,
             Method::IntegratedGradients | Method::NeuronConductance
         ) || layers.iter().any(|l| l.index.is_none()),
+        // Integrated gradients reads the input's adjoint alone; tangent conductance reads
+        // a convolution's conductance off its ReLU (equal bit for bit: see
+        // `conductance_copies`). The other methods read pre-activations.
+        fuse_relu: req.method == Method::IntegratedGradients
+            || (req.method == Method::Conductance && req.form == ConductanceForm::Tangent),
         chunk_rows: match req.batch_steps {
             0 => balanced_chunk_rows(rows.len(), batch_steps.saturating_mul(n), n),
             k => k.saturating_mul(n),

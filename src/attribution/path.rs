@@ -64,6 +64,12 @@ pub struct SweepOptions {
     /// Compute the input's adjoint ∂F/∂x(α) too (false: only the layers' adjoints, and
     /// the first layer's VJP into the input is skipped).
     pub input_adjoint: bool,
+    /// Record each Conv2d layer that a ReLU follows as one node with it
+    /// ([`Model::record_using_fused`]): every value, adjoint and tangent the visitor can
+    /// read is unchanged bit for bit, except that the convolution's layer node is the
+    /// ReLU's. Only for visitors that read no pre-activation: a convolution's tangent
+    /// conductance equals its ReLU's bit for bit, and the input's adjoint is unchanged.
+    pub fuse_relu: bool,
     /// Rows per chunk (≥ 1).
     pub chunk_rows: usize,
 }
@@ -149,7 +155,12 @@ pub fn sweep<T: Float>(
         if opts.tangents {
             tape.set_tangent(input, path_tangents(&direction, chunk_rows)?)?;
         }
-        let layers = model.record_using(&mut tape, input, &params)?.layer_outputs;
+        let recorded = if opts.fuse_relu {
+            model.record_using_fused(&mut tape, input, &params)?
+        } else {
+            model.record_using(&mut tape, input, &params)?
+        };
+        let layers = recorded.layer_outputs;
         if opts.adjoints {
             let out = *layers.last().unwrap_or(&input);
             let indices = chunk_rows.iter().map(|r| targets[r.example]).collect();

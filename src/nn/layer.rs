@@ -31,6 +31,43 @@ fn step<T: Float>(op: impl Op<T> + 'static, args: Vec<Arg<T>>) -> Step<T> {
     }
 }
 
+/// The steps of layer `spec` fused with the layer `next` after it, when the pair has a
+/// fused op: Conv2d then ReLU is one [`ops::Conv2dRelu`] (its arguments those of the
+/// convolution, its output the ReLU's).
+pub(crate) fn fused_steps<T: Float>(
+    spec: &LayerSpec,
+    next: Option<&LayerSpec>,
+) -> Option<Vec<Step<T>>> {
+    use Arg::{Param, Prev};
+    match (spec, next) {
+        (
+            LayerSpec::Conv2d {
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias,
+                ..
+            },
+            Some(LayerSpec::ReLU),
+        ) => {
+            let mut args = vec![Prev, Param(0)];
+            if *bias {
+                args.push(Param(1));
+            }
+            let conv = ops::Conv2d {
+                stride: *stride,
+                padding: *padding,
+                dilation: *dilation,
+                groups: *groups,
+                bias: *bias,
+            };
+            Some(vec![step(ops::Conv2dRelu { conv }, args)])
+        }
+        _ => None,
+    }
+}
+
 /// Normalises a PyTorch dim (counting the batch axis) for a tensor of rank `ndim`.
 fn norm_dim(dim: i64, ndim: usize) -> Result<usize> {
     let n = ndim as i64;

@@ -3,7 +3,7 @@
 //! attribution and training.
 
 use super::arch::{Architecture, LayerSpec};
-use super::layer::{layer_steps, Arg};
+use super::layer::{fused_steps, layer_steps, Arg};
 use crate::tape::{NodeId, Tape};
 use crate::tensor::Tensor;
 use crate::{bail, ensure, Float, Result};
@@ -370,6 +370,31 @@ impl<T: Float> Model<T> {
         input: NodeId,
         params: &RecordedParams,
     ) -> Result<Recorded> {
+        self.record_with(tape, input, params, false)
+    }
+
+    /// [`Model::record_using`], recording each Conv2d layer that a ReLU layer follows
+    /// together with it as one [`crate::ops::Conv2dRelu`] node, which is then the output
+    /// node of both layers. Values, adjoints and tangents of every node left on the tape
+    /// are those of [`Model::record_using`] bit for bit; the convolution's own output
+    /// (the pre-activation), its adjoint and its tangent are not computed. For the
+    /// attribution sweep when it reads no pre-activation.
+    pub fn record_using_fused(
+        &self,
+        tape: &mut Tape<T>,
+        input: NodeId,
+        params: &RecordedParams,
+    ) -> Result<Recorded> {
+        self.record_with(tape, input, params, true)
+    }
+
+    fn record_with(
+        &self,
+        tape: &mut Tape<T>,
+        input: NodeId,
+        params: &RecordedParams,
+        fuse: bool,
+    ) -> Result<Recorded> {
         self.check_input(tape.value(input))?;
         ensure!(
             params.nodes.len() == self.params.len()
@@ -380,11 +405,22 @@ impl<T: Float> Model<T> {
                     .all(|(ids, ps)| ids.len() == ps.len()),
             "record: parameters recorded for another model"
         );
-        let mut layer_outputs = Vec::with_capacity(self.arch.layers.len());
+        let layers = &self.arch.layers;
+        let mut layer_outputs = Vec::with_capacity(layers.len());
         let mut cur = input;
-        for (i, spec) in self.arch.layers.iter().enumerate() {
+        for (i, spec) in layers.iter().enumerate() {
+            if fuse && layer_outputs.len() > i {
+                continue; // the ReLU recorded with the layer before it
+            }
             let ctx = |e: crate::Error| e.context(format_args!("layer {i} ({})", spec.type_name()));
-            let steps = layer_steps::<T>(spec, tape.value(cur)).map_err(ctx)?;
+            let fused = fuse
+                .then(|| fused_steps::<T>(spec, layers.get(i + 1)))
+                .flatten();
+            let pair = fused.is_some();
+            let steps = match fused {
+                Some(steps) => steps,
+                None => layer_steps::<T>(spec, tape.value(cur)).map_err(ctx)?,
+            };
             for step in steps {
                 let mut ids = Vec::with_capacity(step.args.len());
                 for a in step.args {
@@ -397,6 +433,9 @@ impl<T: Float> Model<T> {
                 cur = tape.apply_boxed(step.op, &ids).map_err(ctx)?;
             }
             layer_outputs.push(cur);
+            if pair {
+                layer_outputs.push(cur);
+            }
         }
         Ok(Recorded {
             layer_outputs,

@@ -19,6 +19,7 @@ use mho_kernels::conv::{
     conv2d_bias_grad, conv2d_forward, conv2d_forward_then, conv2d_input_grad, conv2d_weight_grad,
     Conv2dGeometry,
 };
+use mho_kernels::simd::vectorized;
 use mho_kernels::Float;
 
 /// 2-d convolution: inputs `[x: [N, C_in, H, W], w: [C_out, C_in/groups, kh, kw]]`, plus
@@ -385,7 +386,12 @@ impl<T: Float> Op<T> for Conv2dRelu {
         let p = self.conv.plan(x)?;
         let mut y = Tensor::for_overwrite(&p.out_shape); // the kernel overwrites it
         let b = self.conv.bias.then(|| x[2].data());
-        let then = |_: usize, images: &mut [T]| images.iter_mut().for_each(|v| *v = relu(*v));
+        let then = |_: usize, images: &mut [T]| {
+            vectorized(
+                #[inline(always)]
+                || images.iter_mut().for_each(|v| *v = relu(*v)),
+            )
+        };
         kernel(
             NAME,
             conv2d_forward_then(
@@ -413,7 +419,11 @@ impl<T: Float> Op<T> for Conv2dRelu {
         check_output(NAME, y, Some(g), &p.out_shape)?;
         // ReLU's VJP, then the convolution's.
         let masked = super::zip_tensors(g, y, |g, y| g * relu_slope(y))?;
-        vjp(NAME, x, &masked, needs, &p)
+        let grads = vjp(NAME, x, &masked, needs, &p);
+        // Back to the buffer pool: a layer-sized temporary freed to the allocator costs
+        // its page faults again on the next call.
+        masked.recycle();
+        grads
     }
 
     fn jvp(&self, x: &[&Tensor<T>], y: &Tensor<T>, t: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
@@ -435,9 +445,14 @@ impl<T: Float> Op<T> for Conv2dRelu {
                 };
                 let then = |first: usize, images: &mut [T]| {
                     let ys = &y.data()[first * image..][..images.len()];
-                    for (o, &v) in images.iter_mut().zip(ys) {
-                        *o *= relu_slope(v);
-                    }
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            for (o, &v) in images.iter_mut().zip(ys) {
+                                *o *= relu_slope(v);
+                            }
+                        },
+                    )
                 };
                 kernel(
                     NAME,
@@ -455,7 +470,9 @@ impl<T: Float> Op<T> for Conv2dRelu {
             // The convolution's JVP, then ReLU's.
             _ => {
                 let pre = jvp(NAME, x, t, &p)?;
-                super::zip_tensors(&pre, y, |t, y| t * relu_slope(y))
+                let out = super::zip_tensors(&pre, y, |t, y| t * relu_slope(y));
+                pre.recycle();
+                out
             }
         }
     }
