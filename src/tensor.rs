@@ -211,6 +211,23 @@ impl<T: Float> Tensor<T> {
         })
     }
 
+    /// Rows `range` along axis 0 (e.g. some examples of a batch), as a tensor.
+    pub fn rows(&self, range: std::ops::Range<usize>) -> Result<Self> {
+        ensure!(!self.shape.is_empty(), "rows: tensor is zero-dimensional");
+        ensure!(
+            range.start <= range.end && range.end <= self.shape[0],
+            "rows: {range:?} out of range for shape {:?}",
+            self.shape
+        );
+        let inner: usize = self.shape[1..].iter().product();
+        let mut shape = self.shape.clone();
+        shape[0] = range.len();
+        Ok(Tensor {
+            shape,
+            data: self.data[range.start * inner..range.end * inner].to_vec(),
+        })
+    }
+
     /// Stacks tensors of one shape along a new leading axis.
     pub fn stack(parts: &[Self]) -> Result<Self> {
         let Some(first) = parts.first() else {

@@ -94,3 +94,53 @@ fn a_target_out_of_range_is_refused_with_the_output_count() {
         assert!(attribute(&model, &x, &req).is_ok(), "{method}");
     }
 }
+
+/// With several threads, the examples are shared out and each share runs its own sweep
+/// (with its share of the chunk budget). Every method must give the results of one sweep
+/// over all the examples (one thread) bit for bit, on the CIFAR-sized model in f32.
+#[test]
+fn sharing_examples_over_threads_changes_no_result() {
+    let (model, x) = bench_model();
+    let x = take_rows(&x, &[0, 1, 2]).unwrap();
+    let mut requests = Vec::new();
+    for method in [
+        Method::IntegratedGradients,
+        Method::Conductance,
+        Method::InternalInfluence,
+        Method::GradientXActivation,
+    ] {
+        let mut req = Request::new(method, 3);
+        req.steps = 6;
+        if method != Method::IntegratedGradients {
+            req.layers = LayerSelection::All;
+        }
+        requests.push(req);
+    }
+    let mut neuron = Request::new(Method::NeuronConductance, 3);
+    neuron.steps = 4;
+    neuron.layers = LayerSelection::Names(vec!["5".into()]);
+    neuron.neurons = vec![vec![3, 2, 7], vec![60, 0, 0]];
+    requests.push(neuron);
+    let mut per_example_targets = Request::new(Method::Conductance, 0);
+    per_example_targets.targets = Some(vec![3, 0, 9]);
+    per_example_targets.steps = 5;
+    per_example_targets.batch_steps = 2;
+    requests.push(per_example_targets);
+    for req in &requests {
+        let with = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| attribute(&model, &x, req).unwrap())
+        };
+        let one = with(1);
+        assert_eq!(one.outputs_input.len(), 3);
+        for threads in [2, 3] {
+            same(&one, &with(threads));
+            let other = with(threads);
+            assert_eq!(one.delta, other.delta, "{}", req.method);
+            assert_eq!(one.gradient_evaluations, other.gradient_evaluations);
+        }
+    }
+}

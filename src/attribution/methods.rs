@@ -422,6 +422,14 @@ fn add_rows<T: Float>(
 /// competes with their spinning for the cores (on this 2-core machine, about 30% slower
 /// convolutions in the sweep; docs/benchmarks.md, stop 12).
 ///
+/// With several examples and several pool threads, the examples are shared out and each
+/// share runs its own sweep on its own thread, with its share of the chunk budget
+/// (except under the exact rule): the kernels then run on one thread each instead of
+/// splitting every op between threads and meeting after it (the digits CNN's
+/// conductance at batch 4 ran 23% faster). Each example's sums see the same rows in the
+/// same order, so the results are those of one sweep bit for bit
+/// (`tests/attribution_pool.rs`).
+///
 /// Requests made from several threads at once share that pool: each waits for a pool
 /// thread, and a pool thread waiting inside one request's kernel may run another whole
 /// request before it resumes. Callers that want requests to proceed independently can
@@ -474,19 +482,104 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
     if let Some(&t) = targets.iter().find(|&&t| t >= outputs_per_example) {
         bail!("--target: index {t} out of range for {outputs_per_example} outputs");
     }
+    // Several examples and threads: each share of the examples runs its own sweep on its
+    // own thread (each example's sums see the same rows in the same order, so the results
+    // are those of one sweep bit for bit), instead of every kernel splitting each op.
+    let parts = rayon::current_num_threads().min(n);
+    if parts >= 2 && req.exact.is_none() {
+        let budget = AUTO_CHUNK_BYTES / parts;
+        return attribute_split(model, x, &baseline, &targets, req, parts, budget);
+    }
+    attribute_examples(model, x, &baseline, &targets, req, AUTO_CHUNK_BYTES)
+}
+
+/// [`attribute_examples`] on `parts` shares of the examples at once, each with a chunk
+/// budget of `budget` bytes: the examples split in two in proportion to `parts`, both
+/// halves run at once (rayon::join, split again while parts remain), their reports
+/// joined in example order.
+fn attribute_split<T: Float>(
+    model: &Model<T>,
+    x: &Tensor<T>,
+    baseline: &Tensor<T>,
+    targets: &[usize],
+    req: &Request,
+    parts: usize,
+    budget: usize,
+) -> Result<Report> {
+    let n = x.shape()[0];
+    let left_parts = parts / 2;
+    let h = (n * left_parts / parts).clamp(1, n - 1);
+    let run = |rows: std::ops::Range<usize>, parts: usize| -> Result<Report> {
+        let (x, baseline) = (x.rows(rows.clone())?, baseline.rows(rows.clone())?);
+        let targets = &targets[rows];
+        if parts < 2 || x.shape()[0] < 2 {
+            attribute_examples(model, &x, &baseline, targets, req, budget)
+        } else {
+            attribute_split(model, &x, &baseline, targets, req, parts, budget)
+        }
+    };
+    let (a, b) = rayon::join(|| run(0..h, left_parts), || run(h..n, parts - left_parts));
+    join_reports(a?, b?)
+}
+
+/// The report of examples `a` then examples `b` from the reports of each.
+fn join_reports(a: Report, b: Report) -> Result<Report> {
+    ensure!(
+        a.attributions.len() == b.attributions.len() && a.delta.len() == b.delta.len(),
+        "attribution: split reports do not match"
+    );
+    let attributions = a
+        .attributions
+        .iter()
+        .zip(&b.attributions)
+        .map(|((name, ta), (_, tb))| Ok((name.clone(), Tensor::concat_rows(&[ta, tb])?)))
+        .collect::<Result<Vec<_>>>()?;
+    let delta = a
+        .delta
+        .iter()
+        .zip(&b.delta)
+        .map(|((name, da), (_, db))| (name.clone(), [&da[..], &db[..]].concat()))
+        .collect();
+    let pieces = match (&a.pieces, &b.pieces) {
+        (Some(pa), Some(pb)) => Some([&pa[..], &pb[..]].concat()),
+        _ => None,
+    };
+    Ok(Report {
+        outputs_input: [a.outputs_input, b.outputs_input].concat(),
+        outputs_baseline: [a.outputs_baseline, b.outputs_baseline].concat(),
+        attributions,
+        delta,
+        pieces,
+        gradient_evaluations: a.gradient_evaluations + b.gradient_evaluations,
+        ..a
+    })
+}
+
+/// The request on examples `x` with their resolved baselines and targets (checked), with
+/// a chunk budget of `chunk_bytes` of layer values.
+fn attribute_examples<T: Float>(
+    model: &Model<T>,
+    x: &Tensor<T>,
+    baseline: &Tensor<T>,
+    targets: &[usize],
+    req: &Request,
+    chunk_bytes: usize,
+) -> Result<Report> {
+    let n = x.shape()[0];
+    let shapes = model.layer_shapes()?;
     let per_row: usize = shapes
         .iter()
         .map(|s| s.iter().product::<usize>())
         .sum::<usize>()
         + x.len() / n;
-    let chunk_values = AUTO_CHUNK_BYTES / std::mem::size_of::<T>();
+    let chunk_values = chunk_bytes / std::mem::size_of::<T>();
     // F(x) and F(x') in one forward pass of 2N rows (the input, then the baseline) when
     // that pass's layer values fit a chunk's budget; else in two passes of N rows.
     let outputs = || -> Result<(Vec<f64>, Vec<f64>)> {
         Ok(
             if per_row.saturating_mul(n.saturating_mul(2)) <= chunk_values {
                 let both = Tensor::concat_rows(&[x, &baseline])?;
-                let both_targets: Vec<usize> = targets.iter().chain(&targets).copied().collect();
+                let both_targets: Vec<usize> = targets.iter().chain(targets).copied().collect();
                 let mut out_x = target_outputs(model, &both, &both_targets)?;
                 let out_b = out_x.split_off(n);
                 (out_x, out_b)
