@@ -578,15 +578,15 @@ fn attribute_examples<T: Float>(
     let outputs = || -> Result<(Vec<f64>, Vec<f64>)> {
         Ok(
             if per_row.saturating_mul(n.saturating_mul(2)) <= chunk_values {
-                let both = Tensor::concat_rows(&[x, &baseline])?;
+                let both = Tensor::concat_rows(&[x, baseline])?;
                 let both_targets: Vec<usize> = targets.iter().chain(targets).copied().collect();
                 let mut out_x = target_outputs(model, &both, &both_targets)?;
                 let out_b = out_x.split_off(n);
                 (out_x, out_b)
             } else {
                 (
-                    target_outputs(model, x, &targets)?,
-                    target_outputs(model, &baseline, &targets)?,
+                    target_outputs(model, x, targets)?,
+                    target_outputs(model, baseline, targets)?,
                 )
             },
         )
@@ -642,7 +642,7 @@ fn attribute_examples<T: Float>(
         let (out_x, out_b) = outputs()?;
         let change: Vec<f64> = out_x.iter().zip(&out_b).map(|(a, b)| a - b).collect();
         outputs_early = Some((out_x, out_b));
-        let found = exact_rows(model, x, &baseline, &targets, &change, &opts)?;
+        let found = exact_rows(model, x, baseline, targets, &change, &opts)?;
         evaluations += found.backward_rows;
         pieces = Some(found.pieces);
         found.rows
@@ -677,7 +677,7 @@ fn attribute_examples<T: Float>(
             k => k.saturating_mul(n),
         },
     };
-    let direction = x.zip_map(&baseline, |a, b| a - b)?;
+    let direction = x.zip_map(baseline, |a, b| a - b)?;
     let mut accs: Vec<Vec<f64>> = layers
         .iter()
         .map(|l| vec![0.0; n * layer_shape(l).iter().product::<usize>()])
@@ -796,7 +796,7 @@ fn attribute_examples<T: Float>(
     // The F(x), F(x') pass of a few rows runs beside the sweep: its small kernels leave
     // the threads idle between parallel loops, which the sweep's work fills.
     let (swept, outputs) = rayon::join(
-        || sweep(model, x, &baseline, &targets, &rows, opts, visit),
+        || sweep(model, x, baseline, targets, &rows, opts, visit),
         || outputs_early.map_or_else(outputs, Ok),
     );
     swept?;
