@@ -49,9 +49,9 @@ const SHORT_MULADDS: usize = 1 << 26;
 /// here is 12×32 (row blocks of 16 leave a 4-row edge tile, handled by its own kernel).
 const BLOCK_ALIGN: usize = 16;
 
-/// Elements of op(B) (1 MiB of f32) from which a product with more than twice as many
+/// Elements of op(B) (4 MiB of f32) from which a product with more than twice as many
 /// columns as rows splits its columns over the threads ([`Split::plan`]).
-const COLUMN_SPLIT_MIN_B: usize = 1 << 18;
+const COLUMN_SPLIT_MIN_B: usize = 1 << 20;
 
 /// C (m×n, row-major, contiguous) ← alpha·op(A)·op(B) + beta·C.
 ///
@@ -221,8 +221,9 @@ impl Split {
         // A large op(B) with few rows of C (a linear layer's weight against a batch of
         // 50–100 path points): split the columns, so that each thread packs or reads
         // only its part of B instead of all of it (the CIFAR network's 4096→256 layer:
-        // 2 × 100 rows ran 21% faster, its input gradient 18%). Small or square
-        // products keep the row split.
+        // 2 × 100 rows ran 21% faster, its input gradient 18%). Smaller or square
+        // products keep the row split (with a 1.2 MB B, a 32 × 288 × 1024 conv-shaped
+        // product ran 42% slower split by columns).
         if n >= 2 * BLOCK_ALIGN && n > 2 * m && k.saturating_mul(n) >= COLUMN_SPLIT_MIN_B {
             Split::Cols(block_len(n))
         } else if m >= 2 * BLOCK_ALIGN {
