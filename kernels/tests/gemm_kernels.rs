@@ -297,3 +297,23 @@ fn best_kernel_is_available() {
         assert_eq!(best, Kernel::Avx512);
     }
 }
+
+/// Products with a large op(B) and more than twice as many columns as rows split their
+/// columns between threads (the attribution sweep's linear layers): checked at the
+/// CIFAR network's 4096 → 256 layer shapes, forward (B transposed) and input gradient.
+#[test]
+fn dispatched_gemm_on_wide_products_with_a_large_b() {
+    for (m, k, n, ta, tb) in [
+        (100, 4096, 256, false, true),
+        (50, 256, 4096, false, false),
+        (37, 1100, 1000, true, false),
+    ] {
+        for (alpha, beta) in [(1.0, 0.0), (-0.75, 0.5)] {
+            let p = Problem::new(m, k, n, alpha, ta, tb, beta, 5);
+            for threads in [2, 3] {
+                let got = with_threads(threads, || p.run_dispatched());
+                p.check("gemm", &got).unwrap();
+            }
+        }
+    }
+}
