@@ -4,6 +4,7 @@ use super::exact::{exact_rows, ExactOptions};
 use super::path::{sweep, uniform_rows, Chunk, PathRow, SweepOptions};
 use super::quadrature::Rule;
 use super::report::Report;
+use super::split::attribute_split;
 use crate::nn::{LayerSpec, Model};
 use crate::tape::NodeId;
 use crate::tensor::Tensor;
@@ -517,72 +518,10 @@ fn attribute_here<T: Float>(model: &Model<T>, x: &Tensor<T>, req: &Request) -> R
     attribute_examples(model, x, &baseline, &targets, req, AUTO_CHUNK_BYTES, n == 1)
 }
 
-/// [`attribute_examples`] on `parts` shares of the examples at once, each with a chunk
-/// budget of `budget` bytes: the examples split in two in proportion to `parts`, both
-/// halves run at once (rayon::join, split again while parts remain), their reports
-/// joined in example order.
-fn attribute_split<T: Float>(
-    model: &Model<T>,
-    x: &Tensor<T>,
-    baseline: &Tensor<T>,
-    targets: &[usize],
-    req: &Request,
-    parts: usize,
-    budget: usize,
-) -> Result<Report> {
-    let n = x.shape()[0];
-    let left_parts = parts / 2;
-    let h = (n * left_parts / parts).clamp(1, n - 1);
-    let run = |rows: std::ops::Range<usize>, parts: usize| -> Result<Report> {
-        let (x, baseline) = (x.rows(rows.clone())?, baseline.rows(rows.clone())?);
-        let targets = &targets[rows];
-        if parts < 2 || x.shape()[0] < 2 {
-            attribute_examples(model, &x, &baseline, targets, req, budget, false)
-        } else {
-            attribute_split(model, &x, &baseline, targets, req, parts, budget)
-        }
-    };
-    let (a, b) = rayon::join(|| run(0..h, left_parts), || run(h..n, parts - left_parts));
-    join_reports(a?, b?)
-}
-
-/// The report of examples `a` then examples `b` from the reports of each.
-fn join_reports(a: Report, b: Report) -> Result<Report> {
-    ensure!(
-        a.attributions.len() == b.attributions.len() && a.delta.len() == b.delta.len(),
-        "attribution: split reports do not match"
-    );
-    let attributions = a
-        .attributions
-        .iter()
-        .zip(&b.attributions)
-        .map(|((name, ta), (_, tb))| Ok((name.clone(), Tensor::concat_rows(&[ta, tb])?)))
-        .collect::<Result<Vec<_>>>()?;
-    let delta = a
-        .delta
-        .iter()
-        .zip(&b.delta)
-        .map(|((name, da), (_, db))| (name.clone(), [&da[..], &db[..]].concat()))
-        .collect();
-    let pieces = match (&a.pieces, &b.pieces) {
-        (Some(pa), Some(pb)) => Some([&pa[..], &pb[..]].concat()),
-        _ => None,
-    };
-    Ok(Report {
-        outputs_input: [a.outputs_input, b.outputs_input].concat(),
-        outputs_baseline: [a.outputs_baseline, b.outputs_baseline].concat(),
-        attributions,
-        delta,
-        pieces,
-        gradient_evaluations: a.gradient_evaluations + b.gradient_evaluations,
-        ..a
-    })
-}
-
 /// The request on examples `x` with their resolved baselines and targets (checked), with
 /// a chunk budget of `chunk_bytes` of layer values; with `halves`, a uniform rule's
 /// steps are summed in two halves run at once.
-fn attribute_examples<T: Float>(
+pub(super) fn attribute_examples<T: Float>(
     model: &Model<T>,
     x: &Tensor<T>,
     baseline: &Tensor<T>,
@@ -724,9 +663,13 @@ fn attribute_examples<T: Float>(
             .collect();
         let mut neuron_accs: Vec<Vec<f64>> = vec![vec![0.0; x.len()]; neuron_flat.len()];
         let mut evaluations = 0usize;
-        // Difference form: per layer and example, the previous node's adjoint and value.
+        // Difference form: per layer and example, the previous node's adjoint and value
+        // (no other method reads them).
+        let difference =
+            req.method == Method::Conductance && req.form == ConductanceForm::Difference;
         let mut prev: Vec<PreviousNode<T>> = layers
             .iter()
+            .filter(|_| difference)
             .map(|l| {
                 let size = n * layer_shape(l).iter().product::<usize>();
                 PreviousNode {

@@ -10,6 +10,7 @@ pub mod methods;
 pub mod path;
 pub mod quadrature;
 pub mod report;
+mod split;
 
 pub use exact::ExactOptions;
 pub use methods::{attribute, Baseline, ConductanceForm, LayerSelection, Method, Request};

@@ -38,34 +38,40 @@ pub(crate) fn fused_steps<T: Float>(
     spec: &LayerSpec,
     next: Option<&LayerSpec>,
 ) -> Option<Vec<Step<T>>> {
-    use Arg::{Param, Prev};
-    match (spec, next) {
-        (
-            LayerSpec::Conv2d {
-                stride,
-                padding,
-                dilation,
-                groups,
-                bias,
-                ..
-            },
-            Some(LayerSpec::ReLU),
-        ) => {
-            let mut args = vec![Prev, Param(0)];
-            if *bias {
-                args.push(Param(1));
-            }
-            let conv = ops::Conv2d {
-                stride: *stride,
-                padding: *padding,
-                dilation: *dilation,
-                groups: *groups,
-                bias: *bias,
-            };
+    match (conv2d(spec), next) {
+        (Some((conv, args)), Some(LayerSpec::ReLU)) => {
             Some(vec![step(ops::Conv2dRelu { conv }, args)])
         }
         _ => None,
     }
+}
+
+/// A Conv2d layer's op and arguments (input, weight, and bias if any); `None` for other
+/// layers.
+fn conv2d<T: Float>(spec: &LayerSpec) -> Option<(ops::Conv2d, Vec<Arg<T>>)> {
+    let LayerSpec::Conv2d {
+        stride,
+        padding,
+        dilation,
+        groups,
+        bias,
+        ..
+    } = spec
+    else {
+        return None;
+    };
+    let mut args = vec![Arg::Prev, Arg::Param(0)];
+    if *bias {
+        args.push(Arg::Param(1));
+    }
+    let conv = ops::Conv2d {
+        stride: *stride,
+        padding: *padding,
+        dilation: *dilation,
+        groups: *groups,
+        bias: *bias,
+    };
+    Some((conv, args))
 }
 
 /// Normalises a PyTorch dim (counting the batch axis) for a tensor of rank `ndim`.
@@ -114,29 +120,10 @@ pub(crate) fn layer_steps<T: Float>(spec: &LayerSpec, x: &Tensor<T>) -> Result<V
                 ]
             }
         }
-        LayerSpec::Conv2d {
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-            ..
-        } => {
-            let mut args = vec![Prev, Param(0)];
-            if *bias {
-                args.push(Param(1));
-            }
-            vec![step(
-                ops::Conv2d {
-                    stride: *stride,
-                    padding: *padding,
-                    dilation: *dilation,
-                    groups: *groups,
-                    bias: *bias,
-                },
-                args,
-            )]
-        }
+        LayerSpec::Conv2d { .. } => match conv2d(spec) {
+            Some((conv, args)) => vec![step(conv, args)],
+            None => bail!("conv2d: not a Conv2d layer"),
+        },
         LayerSpec::Conv1d {
             stride,
             padding,
