@@ -166,7 +166,9 @@ pub struct Request {
     pub form: ConductanceForm,
     /// Steps per chunk (memory bound); 0 chooses automatically: as few chunks as keep a
     /// chunk's layer values within [`AUTO_CHUNK_BYTES`] (unless one step alone exceeds it),
-    /// the rows shared evenly.
+    /// the rows shared evenly. When the examples are shared between threads (see
+    /// [`attribute`]), each share runs chunks of this many steps of its own examples, and
+    /// the automatic budget is divided between the shares running at once.
     pub batch_steps: usize,
     /// `Some` for `--rule exact` (then `rule` and `steps` are not used).
     pub exact: Option<ExactOptions>,

@@ -52,8 +52,9 @@ pub struct AttributeArgs {
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
     /// Path steps per batched pass (memory is bounded by this, not by --steps); default:
-    /// the fewest even passes that hold at most 128 MiB of layer values each (unless one
-    /// step alone holds more).
+    /// the fewest even passes that hold at most 128 MiB of layer values in all, shared
+    /// between the passes that run at once on different threads (unless one step alone
+    /// holds more).
     #[arg(long, value_name = "K")]
     pub batch_steps: Option<usize>,
     /// Relative tolerance of the exact rule on smooth pieces.
