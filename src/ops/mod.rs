@@ -24,7 +24,8 @@
 //! - NaN and ±∞ follow IEEE arithmetic (relu keeps NaN, as PyTorch); they are not errors.
 //! - Each op reports its [`crate::tape::Linearity`]: affine (arithmetic with constants,
 //!   reductions, shape ops, linear, conv, average pooling, batch norm, embedding),
-//!   piecewise linear (relu, leaky relu, prelu, max pooling) or smooth (the rest).
+//!   piecewise linear (relu, leaky relu, prelu, max pooling, conv2d + relu fused) or smooth
+//!   (the rest).
 
 pub mod activation;
 pub mod arith;
