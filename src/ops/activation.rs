@@ -167,17 +167,30 @@ fn step<T: Float>(x: T, negative: T) -> T {
     }
 }
 
+/// max(v, 0), NaN kept: the ReLU's value (also [`super::Conv2dRelu`]'s).
+#[inline]
+pub(super) fn relu<T: Float>(v: T) -> T {
+    if v > T::ZERO || v.is_nan() {
+        v
+    } else {
+        T::ZERO
+    }
+}
+
+/// relu'(x): 1 where x > 0, else 0 (relu'(0) = 0, and 0 at NaN). The same at relu(x), which
+/// is > 0 exactly where x is ([`super::Conv2dRelu`] reads it off its output).
+#[inline]
+pub(super) fn relu_slope<T: Float>(x: T) -> T {
+    step(x, T::ZERO)
+}
+
 pointwise_op!(
     Relu,
     "relu",
     PiecewiseLinear,
-    |_op, v| if v > T::ZERO || v.is_nan() {
-        v
-    } else {
-        T::ZERO
-    },
+    |_op, v| relu(v),
     Input,
-    |_op, x| step(x, T::ZERO)
+    |_op, x| relu_slope(x)
 );
 
 /// x where x > 0, else `negative_slope`·x; the derivative at 0 is `negative_slope`.

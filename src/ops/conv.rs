@@ -11,6 +11,7 @@
 //! writes it, while it is in cache, and the pre-activation is never stored. Its value,
 //! VJP and JVP equal those of the two ops in sequence bit for bit.
 
+use super::activation::{relu, relu_slope};
 use super::{check_jvp, check_output, check_vjp, expect_inputs};
 use crate::tape::{Linearity, Op};
 use crate::tensor::Tensor;
@@ -355,26 +356,6 @@ pub struct Conv2dRelu {
     pub conv: Conv2d,
 }
 
-/// ReLU as [`super::Relu`] computes it.
-#[inline]
-fn relu<T: Float>(v: T) -> T {
-    if v > T::ZERO || v.is_nan() {
-        v
-    } else {
-        T::ZERO
-    }
-}
-
-/// relu'(pre-activation) from the ReLU's output y, as [`super::Relu`]'s derivative.
-#[inline]
-fn relu_slope<T: Float>(y: T) -> T {
-    if y > T::ZERO {
-        T::ONE
-    } else {
-        T::ZERO
-    }
-}
-
 impl<T: Float> Op<T> for Conv2dRelu {
     fn name(&self) -> &'static str {
         "conv2d_relu"
@@ -437,12 +418,7 @@ impl<T: Float> Op<T> for Conv2dRelu {
             // applied to each image as the convolution writes it.
             Some(tx) if !others => {
                 let mut out = Tensor::for_overwrite(&p.out_shape); // overwritten
-                let image = p.out_shape[1..].iter().product::<usize>();
-                let image = if p.out_shape.len() == 4 {
-                    image
-                } else {
-                    y.len()
-                };
+                let image = p.geometry.output_len() / p.geometry.batch.max(1);
                 let then = |first: usize, images: &mut [T]| {
                     let ys = &y.data()[first * image..][..images.len()];
                     vectorized(

@@ -126,87 +126,83 @@ fn forward_image<T: Float>(
     scratch: &mut [T],
     gemm_parallel: bool,
 ) -> Result<(), KernelError> {
-    {
-        {
-            let x_image = &x[n * s.in_image..][..s.in_image];
-            let (col, tile) = scratch.split_at_mut(s.col_scratch);
-            for group in 0..g.groups {
-                let x_group = s.x_group(x_image, group);
-                let w_group = s.w_group(w, group);
-                let y_group = s.y_group_mut(y_image, group);
-                let (m, k) = (s.cout, s.col_rows);
-                if s.pointwise {
-                    gemm_threaded(
-                        gemm_parallel,
-                        m,
-                        k,
-                        s.out_plane,
-                        T::ONE,
-                        w_group,
-                        false,
-                        x_group,
-                        false,
-                        T::ZERO,
-                        y_group,
-                    )?;
-                    continue;
-                }
-                for rows in s.tiles() {
-                    let cols = rows.len() * s.out_w;
-                    let col = &mut col[..k * cols];
-                    im2col(g, x_group, rows.clone(), col);
-                    if cols == s.out_plane {
-                        gemm_threaded(
-                            gemm_parallel,
-                            m,
-                            k,
-                            cols,
-                            T::ONE,
-                            w_group,
-                            false,
-                            col,
-                            false,
-                            T::ZERO,
-                            y_group,
-                        )?;
-                        continue;
-                    }
-                    let tile = &mut tile[..m * cols];
-                    gemm_threaded(
-                        gemm_parallel,
-                        m,
-                        k,
-                        cols,
-                        T::ONE,
-                        w_group,
-                        false,
-                        col,
-                        false,
-                        T::ZERO,
-                        tile,
-                    )?;
-                    let first = rows.start * s.out_w;
-                    for (dst, src) in y_group
-                        .chunks_exact_mut(s.out_plane)
-                        .zip(tile.chunks_exact(cols))
-                    {
-                        dst[first..first + cols].copy_from_slice(src);
-                    }
-                }
+    let x_image = &x[n * s.in_image..][..s.in_image];
+    let (col, tile) = scratch.split_at_mut(s.col_scratch);
+    for group in 0..g.groups {
+        let x_group = s.x_group(x_image, group);
+        let w_group = s.w_group(w, group);
+        let y_group = s.y_group_mut(y_image, group);
+        let (m, k) = (s.cout, s.col_rows);
+        if s.pointwise {
+            gemm_threaded(
+                gemm_parallel,
+                m,
+                k,
+                s.out_plane,
+                T::ONE,
+                w_group,
+                false,
+                x_group,
+                false,
+                T::ZERO,
+                y_group,
+            )?;
+            continue;
+        }
+        for rows in s.tiles() {
+            let cols = rows.len() * s.out_w;
+            let col = &mut col[..k * cols];
+            im2col(g, x_group, rows.clone(), col);
+            if cols == s.out_plane {
+                gemm_threaded(
+                    gemm_parallel,
+                    m,
+                    k,
+                    cols,
+                    T::ONE,
+                    w_group,
+                    false,
+                    col,
+                    false,
+                    T::ZERO,
+                    y_group,
+                )?;
+                continue;
             }
-            if let Some(bias) = bias {
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        for (plane, &b) in y_image.chunks_exact_mut(s.out_plane).zip(bias) {
-                            plane.iter_mut().for_each(|v| *v += b);
-                        }
-                    },
-                );
+            let tile = &mut tile[..m * cols];
+            gemm_threaded(
+                gemm_parallel,
+                m,
+                k,
+                cols,
+                T::ONE,
+                w_group,
+                false,
+                col,
+                false,
+                T::ZERO,
+                tile,
+            )?;
+            let first = rows.start * s.out_w;
+            for (dst, src) in y_group
+                .chunks_exact_mut(s.out_plane)
+                .zip(tile.chunks_exact(cols))
+            {
+                dst[first..first + cols].copy_from_slice(src);
             }
-            Ok(())
         }
     }
+    if let Some(bias) = bias {
+        vectorized(
+            #[inline(always)]
+            || {
+                for (plane, &b) in y_image.chunks_exact_mut(s.out_plane).zip(bias) {
+                    plane.iter_mut().for_each(|v| *v += b);
+                }
+            },
+        );
+    }
+    Ok(())
 }
 
 /// dx ← ∂⟨dy, conv2d(x, w)⟩/∂x: output gradient `dy` `[N, C_out, OH, OW]`, weight `w`,
