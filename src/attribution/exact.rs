@@ -39,6 +39,11 @@ pub struct ExactOptions {
     pub order: usize,
     /// Rows per chunk in the batched passes.
     pub chunk_rows: usize,
+    /// Integrate by events ([`super::events`]) where the method and the network allow
+    /// (integrated gradients, conductance and internal influence through linear,
+    /// convolution, reshaping, ReLU, LeakyReLU and max-pool layers); `false` walks the
+    /// path layer by layer and runs a gradient per piece (kept for cross-checks).
+    pub events: bool,
 }
 
 impl Default for ExactOptions {
@@ -48,6 +53,7 @@ impl Default for ExactOptions {
             max_pieces: 100_000,
             order: 8,
             chunk_rows: 512,
+            events: true,
         }
     }
 }

@@ -593,6 +593,7 @@ pub(super) fn attribute_examples<T: Float>(
     };
     let mut outputs_early = None;
     let mut pieces = None;
+    let mut from_events: Option<PartSums> = None;
     let mut evaluations = 0usize;
     let rows = if let Some(mut opts) = req.exact {
         ensure!(
@@ -609,10 +610,46 @@ pub(super) fn attribute_examples<T: Float>(
         let (out_x, out_b) = outputs()?;
         let change: Vec<f64> = out_x.iter().zip(&out_b).map(|(a, b)| a - b).collect();
         outputs_early = Some((out_x, out_b));
-        let found = exact_rows(model, x, baseline, targets, &change, &opts)?;
-        evaluations += found.backward_rows;
-        pieces = Some(found.pieces);
-        found.rows
+        let by_events = opts.events
+            && matches!(
+                req.method,
+                Method::IntegratedGradients | Method::Conductance | Method::InternalInfluence
+            );
+        let integrals = if by_events {
+            super::events::integrate(model, x, baseline, targets, opts.max_pieces)?
+        } else {
+            None
+        };
+        if let Some(integrals) = integrals {
+            // Boundary 0 is the input, boundary i + 1 the output of layer i.
+            let accs = layers
+                .iter()
+                .map(|l| {
+                    let b = l.index.map_or(0, |i| i + 1);
+                    integrals
+                        .iter()
+                        .flat_map(|e| match req.method {
+                            Method::InternalInfluence => e.influence[b].iter().copied(),
+                            _ => e.conductance[b].iter().copied(),
+                        })
+                        .collect()
+                })
+                .collect();
+            pieces = Some(integrals.iter().map(|e| e.pieces).collect());
+            // Each stretch of a path ends with one pass down the network.
+            let stretches = if n == 1 { 2 } else { n };
+            from_events = Some(PartSums {
+                accs,
+                neuron_accs: Vec::new(),
+                evaluations: stretches,
+            });
+            Vec::new()
+        } else {
+            let found = exact_rows(model, x, baseline, targets, &change, &opts)?;
+            evaluations += found.backward_rows;
+            pieces = Some(found.pieces);
+            found.rows
+        }
     } else {
         let (alphas, weights) = match (req.method, req.form) {
             (Method::Activation | Method::GradientXActivation, _) => (vec![1.0], vec![1.0]),
@@ -799,6 +836,9 @@ pub(super) fn attribute_examples<T: Float>(
     // the threads idle between parallel loops, which the sweep's work fills.
     let (swept, outputs) = rayon::join(
         || -> Result<PartSums> {
+            if let Some(sums) = from_events {
+                return Ok(sums);
+            }
             if !halves {
                 return sweep_rows(&rows, batch_steps);
             }

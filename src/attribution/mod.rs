@@ -5,6 +5,7 @@
 //! Everything is bookkeeping on the tape of [`path::sweep`]: at each path node α_k the
 //! tape holds every layer's value y, adjoint ∂F/∂y and tangent dy/dα.
 
+pub mod events;
 pub mod exact;
 pub mod methods;
 pub mod path;

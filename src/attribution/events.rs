@@ -1,0 +1,1108 @@
+//! Exact path integrals by events: `--rule exact` on chains of linear, convolution and
+//! reshaping layers with ReLU, LeakyReLU and max pooling between them.
+//!
+//! Along the straight path every unit's value is affine in α between kinks: y(α) = a + s·α
+//! on the current piece. A kink is an *event*: one rectifier's input crosses zero, or one
+//! max-pool window changes its winner. Events are taken in order of α from a heap; each
+//! one changes (a, s) only in its forward cone (the units above it that it feeds through
+//! active rectifiers and winning candidates), so an event costs the size of that cone, not
+//! a pass through the network. The walk of [`super::exact`] instead runs a forward and a
+//! backward pass per piece.
+//!
+//! The adjoints G = ∂F/∂y are never stored. What is integrated is their running integral
+//! C(α) = ∫_{α₀}^α G dα′, which is linear through linear layers (C_below = Jᵀ·C_above) and,
+//! through a rectifier with slope m on the current piece, C_below = base + m·(C_above −
+//! anchor), where `base` and `anchor` are updated only when that unit flips (max pooling
+//! likewise per window). So C at any unit, at the current α, is a lookup through the units
+//! above it; an event evaluates C only on its own cone. At the end, one pass down the
+//! network gives C(1) everywhere:
+//! - internal influence of a unit: C(1);
+//! - conductance of a unit: ∫ G·s dα = Σ over the stretches where its slope s is constant
+//!   of s·ΔC (flushed whenever an event changes s, and once at the end);
+//! - integrated gradients: the input's conductance (its s is x − x').
+//!
+//! Everything is computed in f64 (weights cast once), whatever the model's precision.
+
+use crate::nn::{LayerSpec, Model};
+use crate::tensor::Tensor;
+use crate::{bail, ensure, Result};
+use mho_kernels::Float;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// Per-example integrals from [`integrate`], for every layer boundary: index 0 is the
+/// input, index i + 1 the output of model layer i.
+#[derive(Clone, Debug)]
+pub struct EventIntegrals {
+    /// ∫ ∂F/∂y dα per unit (internal influence), per boundary.
+    pub influence: Vec<Vec<f64>>,
+    /// ∫ ∂F/∂y · dy/dα dα per unit (conductance; at the input, integrated gradients).
+    pub conductance: Vec<Vec<f64>>,
+    /// Linear pieces of the path.
+    pub pieces: usize,
+}
+
+/// A convolution's geometry and weights, enough to list the outputs each input feeds.
+struct Conv {
+    in_plane: usize,
+    in_w: usize,
+    out_plane: usize,
+    out_w: usize,
+    in_per_group: usize,
+    out_per_group: usize,
+    kernel: usize,
+    kw: usize,
+    /// [out channel][in channel of the group][ky][kx].
+    weight: Vec<f64>,
+    /// Per output channel (zeros without a bias).
+    bias: Vec<f64>,
+    /// For each input row: the (kernel row, output row) pairs that read it.
+    rows_of: Vec<Vec<(usize, usize)>>,
+    /// For each input column: the (kernel column, output column) pairs that read it.
+    cols_of: Vec<Vec<(usize, usize)>>,
+}
+
+impl Conv {
+    /// Calls `f(output unit, weight)` for every output that input unit `u` feeds.
+    #[inline]
+    fn for_each_output(&self, u: usize, mut f: impl FnMut(usize, f64)) {
+        let c = u / self.in_plane;
+        let iy = u % self.in_plane / self.in_w;
+        let ix = u % self.in_w;
+        let group = c / self.in_per_group;
+        let cl = c % self.in_per_group;
+        for o in group * self.out_per_group..(group + 1) * self.out_per_group {
+            let wbase = (o * self.in_per_group + cl) * self.kernel;
+            let obase = o * self.out_plane;
+            for &(ky, oy) in &self.rows_of[iy] {
+                for &(kx, ox) in &self.cols_of[ix] {
+                    f(obase + oy * self.out_w + ox, self.weight[wbase + ky * self.kw + kx]);
+                }
+            }
+        }
+    }
+}
+
+/// For each input position along one axis: the (kernel index, output index) pairs with
+/// out·stride − padding + k·dilation = in.
+fn taps(
+    len_in: usize,
+    len_out: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Vec<Vec<(usize, usize)>> {
+    let mut taps = vec![Vec::new(); len_in];
+    for o in 0..len_out {
+        for j in 0..k {
+            let pos = (o * stride + j * dilation) as isize - padding as isize;
+            if pos >= 0 && (pos as usize) < len_in {
+                taps[pos as usize].push((j, o));
+            }
+        }
+    }
+    taps
+}
+
+/// Max-pool windows as lists of input units.
+struct Windows {
+    /// Window w's candidates are `cand[start[w]..start[w + 1]]`, in window order.
+    start: Vec<usize>,
+    cand: Vec<u32>,
+    /// The windows containing input unit u are `of[of_start[u]..of_start[u + 1]]`.
+    of_start: Vec<usize>,
+    of: Vec<u32>,
+}
+
+/// One model layer as the integration sees it.
+enum Stage {
+    /// y = x (Flatten, Identity, Dropout at inference).
+    Identity,
+    /// y = x·Wᵀ + b over the last axis; `wt` is Wᵀ, [in][out].
+    Linear {
+        inp: usize,
+        out: usize,
+        wt: Vec<f64>,
+        bias: Vec<f64>,
+    },
+    Conv(Conv),
+    /// y = x where x > 0, `negative_slope`·x elsewhere.
+    Rectifier { negative_slope: f64 },
+    MaxPool(Windows),
+}
+
+impl Stage {
+    fn piecewise(&self) -> bool {
+        matches!(self, Stage::Rectifier { .. } | Stage::MaxPool(_))
+    }
+}
+
+/// Largest number of units any layer boundary may have (unit indices are u32).
+const MAX_UNITS: usize = u32::MAX as usize;
+
+/// The model as stages, or `None` when a layer is not one the events handle.
+fn stages<T: Float>(model: &Model<T>) -> Result<Option<Vec<Stage>>> {
+    let specs = &model.architecture().layers;
+    let shapes = model.layer_shapes()?;
+    let mut out = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let in_shape: &[usize] = if i == 0 {
+            model.input_shape()
+        } else {
+            &shapes[i - 1]
+        };
+        let out_shape = &shapes[i];
+        let units = |s: &[usize]| s.iter().product::<usize>();
+        if units(in_shape) > MAX_UNITS || units(out_shape) > MAX_UNITS {
+            return Ok(None);
+        }
+        let param = |name: &str| -> Result<Vec<f64>> {
+            let key = format!("{i}.{name}");
+            match model.param(&key) {
+                Some(t) => Ok(t.data().iter().map(|v| v.to_f64()).collect()),
+                None => bail!("layer {i}: no parameter {key}"),
+            }
+        };
+        let stage = match spec {
+            LayerSpec::Flatten { .. } | LayerSpec::Identity | LayerSpec::Dropout { .. } => {
+                Stage::Identity
+            }
+            LayerSpec::ReLU => Stage::Rectifier {
+                negative_slope: 0.0,
+            },
+            LayerSpec::LeakyReLU { negative_slope } => Stage::Rectifier {
+                negative_slope: *negative_slope,
+            },
+            LayerSpec::Linear {
+                in_features,
+                out_features,
+                bias,
+            } => {
+                let w = param("weight")?;
+                ensure!(
+                    w.len() == in_features * out_features,
+                    "layer {i}: weight of {} values for {in_features}→{out_features}",
+                    w.len()
+                );
+                let mut wt = vec![0.0; w.len()];
+                for o in 0..*out_features {
+                    for k in 0..*in_features {
+                        wt[k * out_features + o] = w[o * in_features + k];
+                    }
+                }
+                Stage::Linear {
+                    inp: *in_features,
+                    out: *out_features,
+                    wt,
+                    bias: if *bias {
+                        param("bias")?
+                    } else {
+                        vec![0.0; *out_features]
+                    },
+                }
+            }
+            LayerSpec::Conv2d {
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias,
+            } => {
+                let ([h, w], [oh, ow]) = match (in_shape, out_shape.as_slice()) {
+                    ([_, h, w], [_, oh, ow]) => ([*h, *w], [*oh, *ow]),
+                    _ => return Ok(None),
+                };
+                Stage::Conv(conv(
+                    [*in_channels, h, w],
+                    [*out_channels, oh, ow],
+                    *kernel_size,
+                    *stride,
+                    *padding,
+                    *dilation,
+                    *groups,
+                    param("weight")?,
+                    if *bias { Some(param("bias")?) } else { None },
+                )?)
+            }
+            LayerSpec::Conv1d {
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias,
+            } => {
+                let (l, ol) = match (in_shape, out_shape.as_slice()) {
+                    ([_, l], [_, ol]) => (*l, *ol),
+                    _ => return Ok(None),
+                };
+                Stage::Conv(conv(
+                    [*in_channels, 1, l],
+                    [*out_channels, 1, ol],
+                    [1, *kernel_size],
+                    [1, *stride],
+                    [0, *padding],
+                    [1, *dilation],
+                    *groups,
+                    param("weight")?,
+                    if *bias { Some(param("bias")?) } else { None },
+                )?)
+            }
+            LayerSpec::MaxPool2d {
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ..
+            } => match (in_shape, out_shape.as_slice()) {
+                ([c, h, w], [_, oh, ow]) => Stage::MaxPool(windows(
+                    [*c, *h, *w],
+                    [*oh, *ow],
+                    *kernel_size,
+                    *stride,
+                    *padding,
+                    *dilation,
+                )),
+                _ => return Ok(None),
+            },
+            LayerSpec::MaxPool1d {
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ..
+            } => match (in_shape, out_shape.as_slice()) {
+                ([c, l], [_, ol]) => Stage::MaxPool(windows(
+                    [*c, 1, *l],
+                    [1, *ol],
+                    [1, *kernel_size],
+                    [1, *stride],
+                    [0, *padding],
+                    [1, *dilation],
+                )),
+                _ => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        out.push(stage);
+    }
+    Ok(Some(out))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv(
+    [c_in, h, w]: [usize; 3],
+    [c_out, oh, ow]: [usize; 3],
+    [kh, kw]: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+    weight: Vec<f64>,
+    bias: Option<Vec<f64>>,
+) -> Result<Conv> {
+    ensure!(
+        groups >= 1 && c_in % groups == 0 && c_out % groups == 0,
+        "convolution: {groups} groups for {c_in} → {c_out} channels"
+    );
+    let in_per_group = c_in / groups;
+    ensure!(
+        weight.len() == c_out * in_per_group * kh * kw,
+        "convolution: weight of {} values for {c_out}×{in_per_group}×{kh}×{kw}",
+        weight.len()
+    );
+    let bias = bias.unwrap_or_else(|| vec![0.0; c_out]);
+    ensure!(bias.len() == c_out, "convolution: bias of {} values", bias.len());
+    Ok(Conv {
+        in_plane: h * w,
+        in_w: w,
+        out_plane: oh * ow,
+        out_w: ow,
+        in_per_group,
+        out_per_group: c_out / groups,
+        kernel: kh * kw,
+        kw,
+        weight,
+        bias,
+        rows_of: taps(h, oh, kh, stride[0], padding[0], dilation[0]),
+        cols_of: taps(w, ow, kw, stride[1], padding[1], dilation[1]),
+    })
+}
+
+fn windows(
+    [c, h, w]: [usize; 3],
+    [oh, ow]: [usize; 2],
+    [kh, kw]: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+) -> Windows {
+    let mut start = vec![0];
+    let mut cand = Vec::new();
+    for ch in 0..c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for i in 0..kh {
+                    let y = (oy * stride[0] + i * dilation[0]) as isize - padding[0] as isize;
+                    if y < 0 || y >= h as isize {
+                        continue;
+                    }
+                    for j in 0..kw {
+                        let x = (ox * stride[1] + j * dilation[1]) as isize - padding[1] as isize;
+                        if x < 0 || x >= w as isize {
+                            continue;
+                        }
+                        cand.push(((ch * h + y as usize) * w + x as usize) as u32);
+                    }
+                }
+                start.push(cand.len());
+            }
+        }
+    }
+    let mut counts = vec![0usize; c * h * w + 1];
+    for &u in &cand {
+        counts[u as usize + 1] += 1;
+    }
+    for i in 1..counts.len() {
+        counts[i] += counts[i - 1];
+    }
+    let of_start = counts.clone();
+    let mut of = vec![0u32; cand.len()];
+    let mut fill = counts;
+    for win in 0..start.len() - 1 {
+        for &u in &cand[start[win]..start[win + 1]] {
+            of[fill[u as usize]] = win as u32;
+            fill[u as usize] += 1;
+        }
+    }
+    Windows {
+        start,
+        cand,
+        of_start,
+        of,
+    }
+}
+
+/// Whether [`integrate`] handles this model (else the exact rule walks it).
+pub fn supports<T: Float>(model: &Model<T>) -> Result<bool> {
+    Ok(stages(model)?.is_some())
+}
+
+/// The values, slopes and sums at one layer boundary, and one event's scratch there.
+struct Boundary {
+    /// y = a + s·α on the current piece.
+    a: Vec<f64>,
+    s: Vec<f64>,
+    /// Conductance flushed so far, and C where it was last flushed.
+    cond: Vec<f64>,
+    flushed_at: Vec<f64>,
+    /// The current event's cone: units, membership stamps, changes of a and s, and C.
+    cone: Vec<u32>,
+    stamp: Vec<u32>,
+    da: Vec<f64>,
+    ds: Vec<f64>,
+    cum: Vec<f64>,
+}
+
+impl Boundary {
+    fn new(units: usize) -> Self {
+        Boundary {
+            a: vec![0.0; units],
+            s: vec![0.0; units],
+            cond: vec![0.0; units],
+            flushed_at: vec![0.0; units],
+            cone: Vec::new(),
+            stamp: vec![u32::MAX; units],
+            da: vec![0.0; units],
+            ds: vec![0.0; units],
+            cum: vec![0.0; units],
+        }
+    }
+
+    /// Adds (da, ds) to unit v's change in the current cone (`ev`), joining it if new.
+    #[inline]
+    fn add(&mut self, ev: u32, v: usize, da: f64, ds: f64) {
+        if self.stamp[v] != ev {
+            self.stamp[v] = ev;
+            self.cone.push(v as u32);
+            self.da[v] = 0.0;
+            self.ds[v] = 0.0;
+        }
+        self.da[v] += da;
+        self.ds[v] += ds;
+    }
+}
+
+/// The state of a rectifier or max-pool layer.
+struct Switches {
+    /// Rectifier: whether input unit u is on the positive side. Max pool: unused.
+    on: Vec<bool>,
+    /// Max pool: each window's winning input unit.
+    winner: Vec<u32>,
+    /// Per input unit: C below it at its last switch, less what `anchor` adds back.
+    base: Vec<f64>,
+    /// Per output unit: C above it at its last switch.
+    anchor: Vec<f64>,
+    /// Per output unit: the current event's version (older heap entries are stale).
+    version: Vec<u32>,
+}
+
+/// A scheduled kink: `unit` of layer `stage` switches at `alpha` (to `to`, for a window).
+#[derive(Clone, Copy, Debug)]
+struct Event {
+    alpha: f64,
+    stage: u32,
+    unit: u32,
+    version: u32,
+    to: u32,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Event {}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Event {
+    /// Reversed, so that the heap pops the smallest α first (then the lowest layer).
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .alpha
+            .total_cmp(&self.alpha)
+            .then(other.stage.cmp(&self.stage))
+            .then(other.unit.cmp(&self.unit))
+            .then(other.version.cmp(&self.version))
+    }
+}
+
+/// One stretch [α₀, α₁] of one example's path, integrated by events.
+struct Walk<'a> {
+    stages: &'a [Stage],
+    bounds: Vec<Boundary>,
+    switches: Vec<Option<Switches>>,
+    heap: BinaryHeap<Event>,
+    alpha0: f64,
+    alpha1: f64,
+    /// The current α.
+    alpha: f64,
+    target: usize,
+    /// Events taken so far (the cone stamp).
+    events: u32,
+}
+
+impl Walk<'_> {
+    /// Every switch's state (rectifier side, window winner), to tell whether two stretches
+    /// meet at a kink.
+    fn states(&self) -> Vec<u32> {
+        self.switches
+            .iter()
+            .flatten()
+            .flat_map(|sw| sw.on.iter().map(|&on| on as u32).chain(sw.winner.iter().copied()))
+            .collect()
+    }
+
+    fn rectifier_slope(&self, stage: usize, u: usize) -> f64 {
+        match (&self.stages[stage], &self.switches[stage]) {
+            (Stage::Rectifier { negative_slope }, Some(sw)) => {
+                if sw.on[u] {
+                    1.0
+                } else {
+                    *negative_slope
+                }
+            }
+            _ => unreachable!("rectifier_slope on a layer that is not a rectifier"),
+        }
+    }
+
+    /// Schedules unit (rectifier) or window (max pool) `u` of layer `stage` from the
+    /// current values below it.
+    fn schedule(&mut self, stage: usize, u: usize) {
+        let below = &self.bounds[stage];
+        let Some(sw) = self.switches[stage].as_mut() else {
+            return;
+        };
+        sw.version[u] = sw.version[u].wrapping_add(1);
+        let version = sw.version[u];
+        let (when, to) = match &self.stages[stage] {
+            Stage::Rectifier { .. } => {
+                let (a, s) = (below.a[u], below.s[u]);
+                if sw.on[u] && a == 0.0 && s == 0.0 {
+                    // Zero all along the piece: the slope at 0 is the negative side's,
+                    // as in the ReLU op.
+                    (f64::NEG_INFINITY, 0)
+                } else if if sw.on[u] { s < 0.0 } else { s > 0.0 } {
+                    (-a / s, 0)
+                } else {
+                    return;
+                }
+            }
+            Stage::MaxPool(win) => {
+                let p = sw.winner[u] as usize;
+                let (ap, sp) = (below.a[p], below.s[p]);
+                let mut best: Option<(f64, f64, u32)> = None;
+                for &c in &win.cand[win.start[u]..win.start[u + 1]] {
+                    let (ac, sc) = (below.a[c as usize], below.s[c as usize]);
+                    // An identical line earlier in the window wins the tie at once, as
+                    // the first maximum does in the max-pool kernel (candidates are in
+                    // window order, so a lower unit comes first).
+                    let t = if (c as usize) < p && ac == ap && sc == sp {
+                        f64::NEG_INFINITY
+                    } else if c as usize == p || sc.partial_cmp(&sp) != Some(Ordering::Greater) {
+                        continue;
+                    } else {
+                        (ap - ac) / (sc - sp)
+                    };
+                    let better = match best {
+                        None => true,
+                        Some((bt, bs, _)) => t < bt || (t == bt && sc > bs),
+                    };
+                    if better {
+                        best = Some((t, sc, c));
+                    }
+                }
+                match best {
+                    Some((t, _, c)) => (t, c),
+                    None => return,
+                }
+            }
+            _ => return,
+        };
+        if when.is_nan() {
+            return;
+        }
+        let alpha = when.max(self.alpha);
+        if alpha < self.alpha1 {
+            self.heap.push(Event {
+                alpha,
+                stage: stage as u32,
+                unit: u as u32,
+                version,
+                to,
+            });
+        }
+    }
+
+    /// Values, slopes and switches at α₀, from the input's.
+    fn start(&mut self, x: &[f64], baseline: &[f64]) -> Result<()> {
+        let alpha0 = self.alpha0;
+        {
+            let b0 = &mut self.bounds[0];
+            b0.a.copy_from_slice(baseline);
+            for ((s, &xv), &bv) in b0.s.iter_mut().zip(x).zip(baseline) {
+                *s = xv - bv;
+            }
+        }
+        for (i, stage) in self.stages.iter().enumerate() {
+            let (lower, upper) = self.bounds.split_at_mut(i + 1);
+            let (below, above) = (&lower[i], &mut upper[0]);
+            match stage {
+                Stage::Identity => {
+                    above.a.copy_from_slice(&below.a);
+                    above.s.copy_from_slice(&below.s);
+                }
+                Stage::Linear { inp, out, wt, bias } => {
+                    for (r, (xa, xs)) in below.a.chunks(*inp).zip(below.s.chunks(*inp)).enumerate() {
+                        let (ya, ys) = (
+                            &mut above.a[r * out..(r + 1) * out],
+                            &mut above.s[r * out..(r + 1) * out],
+                        );
+                        ya.copy_from_slice(bias);
+                        ys.fill(0.0);
+                        for k in 0..*inp {
+                            let col = &wt[k * out..(k + 1) * out];
+                            let (va, vs) = (xa[k], xs[k]);
+                            for ((ya, ys), &w) in ya.iter_mut().zip(ys.iter_mut()).zip(col) {
+                                *ya += w * va;
+                                *ys += w * vs;
+                            }
+                        }
+                    }
+                }
+                Stage::Conv(cv) => {
+                    for (o, (ya, ys)) in above
+                        .a
+                        .chunks_mut(cv.out_plane)
+                        .zip(above.s.chunks_mut(cv.out_plane))
+                        .enumerate()
+                    {
+                        ya.fill(cv.bias[o]);
+                        ys.fill(0.0);
+                    }
+                    for u in 0..below.a.len() {
+                        let (va, vs) = (below.a[u], below.s[u]);
+                        if va == 0.0 && vs == 0.0 {
+                            continue;
+                        }
+                        cv.for_each_output(u, |v, w| {
+                            above.a[v] += w * va;
+                            above.s[v] += w * vs;
+                        });
+                    }
+                }
+                Stage::Rectifier { negative_slope } => {
+                    let mut on = vec![false; below.a.len()];
+                    for u in 0..below.a.len() {
+                        let (a, s) = (below.a[u], below.s[u]);
+                        let v = a + s * alpha0;
+                        on[u] = v > 0.0 || (v == 0.0 && s > 0.0);
+                        let m = if on[u] { 1.0 } else { *negative_slope };
+                        above.a[u] = m * a;
+                        above.s[u] = m * s;
+                    }
+                    self.switches[i] = Some(Switches {
+                        on,
+                        winner: Vec::new(),
+                        base: vec![0.0; below.a.len()],
+                        anchor: vec![0.0; above.a.len()],
+                        version: vec![0; above.a.len()],
+                    });
+                }
+                Stage::MaxPool(win) => {
+                    let mut winner = vec![0u32; above.a.len()];
+                    for (w, slot) in winner.iter_mut().enumerate() {
+                        let cands = &win.cand[win.start[w]..win.start[w + 1]];
+                        let mut best = cands[0] as usize;
+                        for &c in &cands[1..] {
+                            let c = c as usize;
+                            let (vc, vb) = (
+                                below.a[c] + below.s[c] * alpha0,
+                                below.a[best] + below.s[best] * alpha0,
+                            );
+                            if vc > vb || (vc == vb && below.s[c] > below.s[best]) {
+                                best = c;
+                            }
+                        }
+                        *slot = best as u32;
+                        above.a[w] = below.a[best];
+                        above.s[w] = below.s[best];
+                    }
+                    self.switches[i] = Some(Switches {
+                        on: Vec::new(),
+                        winner,
+                        base: vec![0.0; below.a.len()],
+                        anchor: vec![0.0; above.a.len()],
+                        version: vec![0; above.a.len()],
+                    });
+                }
+            }
+            if let Some(bad) = above
+                .a
+                .iter()
+                .zip(&above.s)
+                .position(|(a, s)| !a.is_finite() || !s.is_finite())
+            {
+                bail!("--rule exact: layer {i} is not finite at unit {bad}");
+            }
+        }
+        for i in 0..self.stages.len() {
+            if self.stages[i].piecewise() {
+                for u in 0..self.bounds[i + 1].a.len() {
+                    self.schedule(i, u);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// C at the cone's units of every boundary from `lowest` up, at the current α.
+    fn cone_cums(&mut self, lowest: usize) {
+        let top = self.stages.len();
+        let elapsed = self.alpha - self.alpha0;
+        {
+            let b = &mut self.bounds[top];
+            for &v in &b.cone {
+                b.cum[v as usize] = if v as usize == self.target {
+                    elapsed
+                } else {
+                    0.0
+                };
+            }
+        }
+        for b in (lowest..top).rev() {
+            let (lower, upper) = self.bounds.split_at_mut(b + 1);
+            let (here, above) = (&mut lower[b], &upper[0]);
+            let stage = &self.stages[b];
+            let sw = self.switches[b].as_ref();
+            for &u in &here.cone {
+                let u = u as usize;
+                here.cum[u] = cum_below(stage, sw, above, u);
+            }
+        }
+    }
+
+    /// Takes one event: updates the cone above it and the switch, and reschedules.
+    fn take(&mut self, ev: Event) {
+        let i = ev.stage as usize;
+        let u = ev.unit as usize;
+        self.alpha = ev.alpha;
+        self.events = self.events.wrapping_add(1);
+        let stamp = self.events;
+        for b in &mut self.bounds[i + 1..] {
+            b.cone.clear();
+        }
+        // The switch's own change at its output.
+        let (da, ds) = {
+            let below = &self.bounds[i];
+            match &self.stages[i] {
+                Stage::Rectifier { negative_slope } => {
+                    let on = self.switches[i].as_ref().map_or(false, |s| s.on[u]);
+                    let dm = if on {
+                        negative_slope - 1.0
+                    } else {
+                        1.0 - negative_slope
+                    };
+                    (dm * below.a[u], dm * below.s[u])
+                }
+                _ => {
+                    let p = self.switches[i].as_ref().map_or(0, |s| s.winner[u]) as usize;
+                    let q = ev.to as usize;
+                    (below.a[q] - below.a[p], below.s[q] - below.s[p])
+                }
+            }
+        };
+        self.bounds[i + 1].add(stamp, u, da, ds);
+        // Up the network: each boundary's cone and changes from the one below.
+        for j in i + 1..self.stages.len() {
+            let (lower, upper) = self.bounds.split_at_mut(j + 1);
+            let (below, above) = (&lower[j], &mut upper[0]);
+            match &self.stages[j] {
+                Stage::Identity => {
+                    for &v in &below.cone {
+                        let v = v as usize;
+                        above.add(stamp, v, below.da[v], below.ds[v]);
+                    }
+                }
+                Stage::Linear { inp, out, wt, .. } => {
+                    for &v in &below.cone {
+                        let v = v as usize;
+                        let (r, k) = (v / inp, v % inp);
+                        let (da, ds) = (below.da[v], below.ds[v]);
+                        for (o, &w) in wt[k * out..(k + 1) * out].iter().enumerate() {
+                            above.add(stamp, r * out + o, w * da, w * ds);
+                        }
+                    }
+                }
+                Stage::Conv(cv) => {
+                    for &v in &below.cone {
+                        let v = v as usize;
+                        let (da, ds) = (below.da[v], below.ds[v]);
+                        cv.for_each_output(v, |o, w| above.add(stamp, o, w * da, w * ds));
+                    }
+                }
+                Stage::Rectifier { negative_slope } => {
+                    let sw = self.switches[j].as_ref().expect("rectifier state");
+                    for &v in &below.cone {
+                        let v = v as usize;
+                        let m = if sw.on[v] { 1.0 } else { *negative_slope };
+                        if m != 0.0 {
+                            above.add(stamp, v, m * below.da[v], m * below.ds[v]);
+                        }
+                    }
+                }
+                Stage::MaxPool(win) => {
+                    let sw = self.switches[j].as_ref().expect("max-pool state");
+                    for &v in &below.cone {
+                        let v = v as usize;
+                        for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
+                            if sw.winner[w as usize] as usize == v {
+                                above.add(stamp, w as usize, below.da[v], below.ds[v]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // C on the cone, then flush conductance where s changes, and apply the changes.
+        self.cone_cums(i + 1);
+        for b in &mut self.bounds[i + 1..] {
+            for &v in &b.cone {
+                let v = v as usize;
+                b.cond[v] += b.s[v] * (b.cum[v] - b.flushed_at[v]);
+                b.flushed_at[v] = b.cum[v];
+                b.a[v] += b.da[v];
+                b.s[v] += b.ds[v];
+            }
+        }
+        // The switch itself.
+        let c_here = self.bounds[i + 1].cum[u];
+        let slope = match &self.stages[i] {
+            Stage::Rectifier { .. } => self.rectifier_slope(i, u),
+            _ => 1.0,
+        };
+        let sw = self.switches[i].as_mut().expect("switch state");
+        let gained = c_here - sw.anchor[u];
+        match &self.stages[i] {
+            Stage::Rectifier { .. } => {
+                sw.base[u] += slope * gained;
+                sw.on[u] = !sw.on[u];
+            }
+            _ => {
+                let p = sw.winner[u] as usize;
+                sw.base[p] += gained;
+                sw.winner[u] = ev.to;
+            }
+        }
+        sw.anchor[u] = c_here;
+        // Reschedule: this switch, and every switch whose inputs changed.
+        self.schedule(i, u);
+        for j in i + 1..self.stages.len() {
+            match &self.stages[j] {
+                Stage::Rectifier { .. } => {
+                    for k in 0..self.bounds[j].cone.len() {
+                        let v = self.bounds[j].cone[k] as usize;
+                        self.schedule(j, v);
+                    }
+                }
+                Stage::MaxPool(win) => {
+                    for k in 0..self.bounds[j].cone.len() {
+                        let v = self.bounds[j].cone[k] as usize;
+                        for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
+                            self.schedule(j, w as usize);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// C everywhere at α₁, and the last conductance flush.
+    fn finish(&mut self) {
+        self.alpha = self.alpha1;
+        let top = self.stages.len();
+        let elapsed = self.alpha1 - self.alpha0;
+        {
+            let b = &mut self.bounds[top];
+            b.cum.fill(0.0);
+            b.cum[self.target] = elapsed;
+        }
+        for b in (0..top).rev() {
+            let (lower, upper) = self.bounds.split_at_mut(b + 1);
+            let (here, above) = (&mut lower[b], &upper[0]);
+            let stage = &self.stages[b];
+            let sw = self.switches[b].as_ref();
+            match stage {
+                Stage::Conv(cv) => {
+                    // Dense: skip the per-unit closure overhead of `cum_below`.
+                    for u in 0..here.cum.len() {
+                        let mut acc = 0.0;
+                        cv.for_each_output(u, |v, w| acc += w * above.cum[v]);
+                        here.cum[u] = acc;
+                    }
+                }
+                _ => {
+                    for u in 0..here.cum.len() {
+                        here.cum[u] = cum_below(stage, sw, above, u);
+                    }
+                }
+            }
+        }
+        for b in &mut self.bounds {
+            for v in 0..b.cum.len() {
+                b.cond[v] += b.s[v] * (b.cum[v] - b.flushed_at[v]);
+                b.flushed_at[v] = b.cum[v];
+            }
+        }
+    }
+}
+
+/// C at input unit `u` of `stage`, from C at the stage's outputs (`above.cum`, read only
+/// where `u` feeds them).
+#[inline]
+fn cum_below(stage: &Stage, sw: Option<&Switches>, above: &Boundary, u: usize) -> f64 {
+    match stage {
+        Stage::Identity => above.cum[u],
+        Stage::Linear { inp, out, wt, .. } => {
+            let (r, k) = (u / inp, u % inp);
+            wt[k * out..(k + 1) * out]
+                .iter()
+                .zip(&above.cum[r * out..(r + 1) * out])
+                .map(|(w, c)| w * c)
+                .sum()
+        }
+        Stage::Conv(cv) => {
+            let mut acc = 0.0;
+            cv.for_each_output(u, |v, w| acc += w * above.cum[v]);
+            acc
+        }
+        Stage::Rectifier { negative_slope } => {
+            let sw = sw.expect("rectifier state");
+            let m = if sw.on[u] { 1.0 } else { *negative_slope };
+            if m == 0.0 {
+                sw.base[u]
+            } else {
+                sw.base[u] + m * (above.cum[u] - sw.anchor[u])
+            }
+        }
+        Stage::MaxPool(win) => {
+            let sw = sw.expect("max-pool state");
+            let mut c = sw.base[u];
+            for &w in &win.of[win.of_start[u]..win.of_start[u + 1]] {
+                let w = w as usize;
+                if sw.winner[w] as usize == u {
+                    c += above.cum[w] - sw.anchor[w];
+                }
+            }
+            c
+        }
+    }
+}
+
+/// One stretch's integrals (influence and conductance per boundary), its kinks strictly
+/// inside, and its switch states at its start and at its end.
+type Stretch = (Vec<Vec<f64>>, Vec<Vec<f64>>, usize, [Vec<u32>; 2]);
+
+/// Integrates one stretch [α₀, α₁] of one example's path.
+#[allow(clippy::too_many_arguments)]
+fn integrate_stretch(
+    stages: &[Stage],
+    sizes: &[usize],
+    x: &[f64],
+    baseline: &[f64],
+    target: usize,
+    [alpha0, alpha1]: [f64; 2],
+    min_gap: f64,
+    max_kinks: usize,
+    example: usize,
+) -> Result<Stretch> {
+    let mut walk = Walk {
+        stages,
+        bounds: sizes.iter().map(|&n| Boundary::new(n)).collect(),
+        switches: stages.iter().map(|_| None).collect(),
+        heap: BinaryHeap::new(),
+        alpha0,
+        alpha1,
+        alpha: alpha0,
+        target,
+        events: 0,
+    };
+    walk.start(x, baseline)?;
+    let first_states = walk.states();
+    let mut kinks = 0usize;
+    let mut last = alpha0;
+    while let Some(ev) = walk.heap.pop() {
+        let current = walk.switches[ev.stage as usize]
+            .as_ref()
+            .is_some_and(|s| s.version[ev.unit as usize] == ev.version);
+        if !current {
+            continue;
+        }
+        if ev.alpha - last > min_gap && alpha1 - ev.alpha > min_gap {
+            kinks += 1;
+            last = ev.alpha;
+            if kinks > max_kinks {
+                bail!(
+                    "--max-pieces: example {example} has more than {} linear pieces; raise --max-pieces or use a quadrature rule",
+                    max_kinks + 1
+                );
+            }
+        }
+        walk.take(ev);
+    }
+    let last_states = walk.states();
+    walk.finish();
+    let (influence, conductance) = walk
+        .bounds
+        .into_iter()
+        .map(|b| (b.cum, b.cond))
+        .unzip();
+    Ok((influence, conductance, kinks, [first_states, last_states]))
+}
+
+/// Integrates each example's path by events (see the module documentation), or returns
+/// `None` when the model has a layer the events do not handle. One example's path is
+/// cut at α = ½ into two stretches integrated at once (always, so that the results do not
+/// depend on the thread count).
+pub fn integrate<T: Float>(
+    model: &Model<T>,
+    x: &Tensor<T>,
+    baseline: &Tensor<T>,
+    targets: &[usize],
+    max_pieces: usize,
+) -> Result<Option<Vec<EventIntegrals>>> {
+    use rayon::prelude::*;
+    let Some(stages) = stages(model)? else {
+        return Ok(None);
+    };
+    ensure!(max_pieces >= 1, "--max-pieces: must be at least 1");
+    let n = x.shape()[0];
+    let u = x.len() / n.max(1);
+    let mut sizes = vec![u];
+    for s in model.layer_shapes()? {
+        sizes.push(s.iter().product());
+    }
+    let outputs = *sizes.last().unwrap_or(&u);
+    ensure!(targets.len() == n, "{} targets for {n} examples", targets.len());
+    if let Some(&t) = targets.iter().find(|&&t| t >= outputs) {
+        bail!("--target: index {t} out of range for {outputs} outputs");
+    }
+    let min_gap = T::epsilon().to_f64().sqrt() * 1e-4;
+    let xs: Vec<f64> = x.data().iter().map(|v| v.to_f64()).collect();
+    let bs: Vec<f64> = baseline.data().iter().map(|v| v.to_f64()).collect();
+    let cuts: &[[f64; 2]] = if n == 1 {
+        &[[0.0, 0.5], [0.5, 1.0]]
+    } else {
+        &[[0.0, 1.0]]
+    };
+    let tasks: Vec<(usize, [f64; 2])> = (0..n)
+        .flat_map(|e| cuts.iter().map(move |&c| (e, c)))
+        .collect();
+    let done: Vec<Stretch> = tasks
+        .par_iter()
+        .map(|&(e, stretch)| {
+            integrate_stretch(
+                &stages,
+                &sizes,
+                &xs[e * u..(e + 1) * u],
+                &bs[e * u..(e + 1) * u],
+                targets[e],
+                stretch,
+                min_gap,
+                max_pieces - 1,
+                e,
+            )
+        })
+        .collect::<Result<_>>()?;
+    let mut out = Vec::with_capacity(n);
+    for per_example in done.chunks(cuts.len()) {
+        let (first_inf, first_cond, first_kinks, _) = &per_example[0];
+        let (mut influence, mut conductance, mut kinks) =
+            (first_inf.clone(), first_cond.clone(), *first_kinks);
+        // Stretches meeting where some switch changes meet at a kink.
+        for pair in per_example.windows(2) {
+            kinks += usize::from(pair[0].3[1] != pair[1].3[0]);
+        }
+        for (inf, cond, k, _) in &per_example[1..] {
+            for (acc, add) in influence.iter_mut().zip(inf) {
+                acc.iter_mut().zip(add).for_each(|(a, b)| *a += b);
+            }
+            for (acc, add) in conductance.iter_mut().zip(cond) {
+                acc.iter_mut().zip(add).for_each(|(a, b)| *a += b);
+            }
+            kinks += k;
+        }
+        let e = out.len();
+        ensure!(
+            kinks < max_pieces,
+            "--max-pieces: example {e} has {} linear pieces, more than {max_pieces}; raise --max-pieces or use a quadrature rule",
+            kinks + 1
+        );
+        out.push(EventIntegrals {
+            influence,
+            conductance,
+            pieces: kinks + 1,
+        });
+    }
+    Ok(Some(out))
+}
