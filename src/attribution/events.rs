@@ -76,7 +76,10 @@ impl Conv {
             let obase = o * self.out_plane;
             for &(ky, oy) in &self.rows_of[iy] {
                 for &(kx, ox) in &self.cols_of[ix] {
-                    f(obase + oy * self.out_w + ox, self.weight[wbase + ky * self.kw + kx]);
+                    f(
+                        obase + oy * self.out_w + ox,
+                        self.weight[wbase + ky * self.kw + kx],
+                    );
                 }
             }
         }
@@ -127,9 +130,44 @@ enum Stage {
         bias: Vec<f64>,
     },
     Conv(Conv),
-    /// y = x where x > 0, `negative_slope`·x elsewhere.
-    Rectifier { negative_slope: f64 },
+    /// y = scale·x + shift, unit by unit (batch normalisation at inference).
+    Diagonal {
+        scale: Vec<f64>,
+        shift: Vec<f64>,
+    },
+    /// Any other linear layer, by its Jacobian's columns (found by probing the layer):
+    /// input u feeds outputs `rows[start[u]..start[u + 1]]` with weights `vals[…]`.
+    Sparse {
+        start: Vec<usize>,
+        rows: Vec<u32>,
+        vals: Vec<f64>,
+        bias: Vec<f64>,
+    },
+    /// y = x where x > 0, else the unit's negative slope times x: `slopes[0]` for every
+    /// unit, or `slopes[u / per]` (PReLU, one per channel).
+    Rectifier {
+        slopes: Vec<f64>,
+        per: usize,
+    },
     MaxPool(Windows),
+}
+
+impl Stage {
+    /// A rectifier's slope at unit `u` on its positive (`on`) or negative side.
+    #[inline]
+    fn slope(&self, u: usize, on: bool) -> f64 {
+        match self {
+            Stage::Rectifier { .. } if on => 1.0,
+            Stage::Rectifier { slopes, per } => {
+                if slopes.len() == 1 {
+                    slopes[0]
+                } else {
+                    slopes[u / per]
+                }
+            }
+            _ => 1.0,
+        }
+    }
 }
 
 impl Stage {
@@ -169,16 +207,75 @@ fn stages<T: Float>(model: &Model<T>) -> Result<Option<Vec<Stage>>> {
                 Stage::Identity
             }
             LayerSpec::ReLU => Stage::Rectifier {
-                negative_slope: 0.0,
+                slopes: vec![0.0],
+                per: 1,
             },
             LayerSpec::LeakyReLU { negative_slope } => Stage::Rectifier {
-                negative_slope: *negative_slope,
+                slopes: vec![*negative_slope],
+                per: 1,
+            },
+            LayerSpec::PReLU { num_parameters, .. } => {
+                let slopes = param("weight")?;
+                let units_in = units(in_shape);
+                let channels = in_shape.first().copied().unwrap_or(1);
+                ensure!(
+                    slopes.len() == *num_parameters
+                        && (slopes.len() == 1 || (slopes.len() == channels && channels > 0)),
+                    "layer {i}: {} PReLU slopes for input {in_shape:?}",
+                    slopes.len()
+                );
+                Stage::Rectifier {
+                    per: (units_in / slopes.len()).max(1),
+                    slopes,
+                }
+            }
+            LayerSpec::BatchNorm1d {
+                num_features,
+                eps,
+                affine,
+            }
+            | LayerSpec::BatchNorm2d {
+                num_features,
+                eps,
+                affine,
+            } => {
+                let (mean, var) = (param("running_mean")?, param("running_var")?);
+                let c = *num_features;
+                let (gamma, beta) = if *affine {
+                    (param("weight")?, param("bias")?)
+                } else {
+                    (vec![1.0; c], vec![0.0; c])
+                };
+                let n = units(in_shape);
+                ensure!(
+                    c > 0
+                        && [&mean, &var, &gamma, &beta].iter().all(|p| p.len() == c)
+                        && in_shape.first() == Some(&c),
+                    "layer {i}: batch norm of {c} features on input {in_shape:?}"
+                );
+                let per = n / c;
+                let scale: Vec<f64> = (0..n)
+                    .map(|u| gamma[u / per] / (var[u / per] + eps).sqrt())
+                    .collect();
+                let shift = (0..n)
+                    .map(|u| beta[u / per] - mean[u / per] * scale[u])
+                    .collect();
+                Stage::Diagonal { scale, shift }
+            }
+            LayerSpec::AvgPool2d { .. }
+            | LayerSpec::AdaptiveAvgPool2d { .. }
+            | LayerSpec::Permute { .. } => match probe(model, i, units(in_shape))? {
+                Some(stage) => stage,
+                None => return Ok(None),
             },
             LayerSpec::Linear {
                 in_features,
                 out_features,
                 bias,
             } => {
+                if *in_features == 0 || *out_features == 0 {
+                    return Ok(None);
+                }
                 let w = param("weight")?;
                 ensure!(
                     w.len() == in_features * out_features,
@@ -295,6 +392,51 @@ fn stages<T: Float>(model: &Model<T>) -> Result<Option<Vec<Stage>>> {
     Ok(Some(out))
 }
 
+/// Largest Jacobian [`probe`] builds, in entries (inputs × (inputs + outputs)).
+const MAX_PROBE: usize = 1 << 22;
+
+/// Layer `i` (linear, with `units_in` inputs) as the columns of its Jacobian, found by
+/// running it on the unit vectors and on zeros (the bias); `None` if it is too big to probe.
+fn probe<T: Float>(model: &Model<T>, i: usize, units_in: usize) -> Result<Option<Stage>> {
+    let shapes = model.layer_shapes()?;
+    let units_out: usize = shapes[i].iter().product();
+    if units_in.saturating_mul(units_in.saturating_add(units_out)) > MAX_PROBE {
+        return Ok(None);
+    }
+    let in_shape = if i == 0 {
+        model.input_shape().to_vec()
+    } else {
+        shapes[i - 1].clone()
+    };
+    let mut shape = vec![units_in + 1];
+    shape.extend(&in_shape);
+    let mut eye = vec![T::ZERO; (units_in + 1) * units_in];
+    for u in 0..units_in {
+        eye[(u + 1) * units_in + u] = T::ONE;
+    }
+    let y = model.layer_forward(i, &Tensor::new(shape, eye)?)?;
+    let y = y.data();
+    let bias: Vec<f64> = y[..units_out].iter().map(|v| v.to_f64()).collect();
+    let (mut start, mut rows, mut vals) = (vec![0], Vec::new(), Vec::new());
+    for u in 0..units_in {
+        let col = &y[(u + 1) * units_out..(u + 2) * units_out];
+        for (v, (&yv, &b)) in col.iter().zip(&bias).enumerate() {
+            let w = yv.to_f64() - b;
+            if w != 0.0 {
+                rows.push(v as u32);
+                vals.push(w);
+            }
+        }
+        start.push(rows.len());
+    }
+    Ok(Some(Stage::Sparse {
+        start,
+        rows,
+        vals,
+        bias,
+    }))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn conv(
     [c_in, h, w]: [usize; 3],
@@ -318,7 +460,11 @@ fn conv(
         weight.len()
     );
     let bias = bias.unwrap_or_else(|| vec![0.0; c_out]);
-    ensure!(bias.len() == c_out, "convolution: bias of {} values", bias.len());
+    ensure!(
+        bias.len() == c_out,
+        "convolution: bias of {} values",
+        bias.len()
+    );
     Ok(Conv {
         in_plane: h * w,
         in_w: w,
@@ -508,21 +654,19 @@ impl Walk<'_> {
         self.switches
             .iter()
             .flatten()
-            .flat_map(|sw| sw.on.iter().map(|&on| on as u32).chain(sw.winner.iter().copied()))
+            .flat_map(|sw| {
+                sw.on
+                    .iter()
+                    .map(|&on| on as u32)
+                    .chain(sw.winner.iter().copied())
+            })
             .collect()
     }
 
+    /// The current slope of rectifier unit `u` of layer `stage`.
     fn rectifier_slope(&self, stage: usize, u: usize) -> f64 {
-        match (&self.stages[stage], &self.switches[stage]) {
-            (Stage::Rectifier { negative_slope }, Some(sw)) => {
-                if sw.on[u] {
-                    1.0
-                } else {
-                    *negative_slope
-                }
-            }
-            _ => unreachable!("rectifier_slope on a layer that is not a rectifier"),
-        }
+        let on = self.switches[stage].as_ref().is_some_and(|sw| sw.on[u]);
+        self.stages[stage].slope(u, on)
     }
 
     /// Schedules unit (rectifier) or window (max pool) `u` of layer `stage` from the
@@ -612,7 +756,8 @@ impl Walk<'_> {
                     above.s.copy_from_slice(&below.s);
                 }
                 Stage::Linear { inp, out, wt, bias } => {
-                    for (r, (xa, xs)) in below.a.chunks(*inp).zip(below.s.chunks(*inp)).enumerate() {
+                    for (r, (xa, xs)) in below.a.chunks(*inp).zip(below.s.chunks(*inp)).enumerate()
+                    {
                         let (ya, ys) = (
                             &mut above.a[r * out..(r + 1) * out],
                             &mut above.s[r * out..(r + 1) * out],
@@ -650,13 +795,35 @@ impl Walk<'_> {
                         });
                     }
                 }
-                Stage::Rectifier { negative_slope } => {
+                Stage::Diagonal { scale, shift } => {
+                    for u in 0..below.a.len() {
+                        above.a[u] = scale[u] * below.a[u] + shift[u];
+                        above.s[u] = scale[u] * below.s[u];
+                    }
+                }
+                Stage::Sparse {
+                    start,
+                    rows,
+                    vals,
+                    bias,
+                } => {
+                    above.a.copy_from_slice(bias);
+                    above.s.fill(0.0);
+                    for u in 0..below.a.len() {
+                        for k in start[u]..start[u + 1] {
+                            let v = rows[k] as usize;
+                            above.a[v] += vals[k] * below.a[u];
+                            above.s[v] += vals[k] * below.s[u];
+                        }
+                    }
+                }
+                Stage::Rectifier { .. } => {
                     let mut on = vec![false; below.a.len()];
                     for u in 0..below.a.len() {
                         let (a, s) = (below.a[u], below.s[u]);
                         let v = a + s * alpha0;
                         on[u] = v > 0.0 || (v == 0.0 && s > 0.0);
-                        let m = if on[u] { 1.0 } else { *negative_slope };
+                        let m = stage.slope(u, on[u]);
                         above.a[u] = m * a;
                         above.s[u] = m * s;
                     }
@@ -755,13 +922,9 @@ impl Walk<'_> {
         let (da, ds) = {
             let below = &self.bounds[i];
             match &self.stages[i] {
-                Stage::Rectifier { negative_slope } => {
-                    let on = self.switches[i].as_ref().map_or(false, |s| s.on[u]);
-                    let dm = if on {
-                        negative_slope - 1.0
-                    } else {
-                        1.0 - negative_slope
-                    };
+                stage @ Stage::Rectifier { .. } => {
+                    let on = self.switches[i].as_ref().is_some_and(|s| s.on[u]);
+                    let dm = stage.slope(u, !on) - stage.slope(u, on);
                     (dm * below.a[u], dm * below.s[u])
                 }
                 _ => {
@@ -800,11 +963,28 @@ impl Walk<'_> {
                         cv.for_each_output(v, |o, w| above.add(stamp, o, w * da, w * ds));
                     }
                 }
-                Stage::Rectifier { negative_slope } => {
+                Stage::Diagonal { scale, .. } => {
+                    for &v in &below.cone {
+                        let v = v as usize;
+                        above.add(stamp, v, scale[v] * below.da[v], scale[v] * below.ds[v]);
+                    }
+                }
+                Stage::Sparse {
+                    start, rows, vals, ..
+                } => {
+                    for &v in &below.cone {
+                        let v = v as usize;
+                        for k in start[v]..start[v + 1] {
+                            let w = vals[k];
+                            above.add(stamp, rows[k] as usize, w * below.da[v], w * below.ds[v]);
+                        }
+                    }
+                }
+                stage @ Stage::Rectifier { .. } => {
                     let sw = self.switches[j].as_ref().expect("rectifier state");
                     for &v in &below.cone {
                         let v = v as usize;
-                        let m = if sw.on[v] { 1.0 } else { *negative_slope };
+                        let m = stage.slope(v, sw.on[v]);
                         if m != 0.0 {
                             above.add(stamp, v, m * below.da[v], m * below.ds[v]);
                         }
@@ -936,9 +1116,15 @@ fn cum_below(stage: &Stage, sw: Option<&Switches>, above: &Boundary, u: usize) -
             cv.for_each_output(u, |v, w| acc += w * above.cum[v]);
             acc
         }
-        Stage::Rectifier { negative_slope } => {
+        Stage::Diagonal { scale, .. } => scale[u] * above.cum[u],
+        Stage::Sparse {
+            start, rows, vals, ..
+        } => (start[u]..start[u + 1])
+            .map(|k| vals[k] * above.cum[rows[k] as usize])
+            .sum(),
+        Stage::Rectifier { .. } => {
             let sw = sw.expect("rectifier state");
-            let m = if sw.on[u] { 1.0 } else { *negative_slope };
+            let m = stage.slope(u, sw.on[u]);
             if m == 0.0 {
                 sw.base[u]
             } else {
@@ -1012,11 +1198,7 @@ fn integrate_stretch(
     }
     let last_states = walk.states();
     walk.finish();
-    let (influence, conductance) = walk
-        .bounds
-        .into_iter()
-        .map(|b| (b.cum, b.cond))
-        .unzip();
+    let (influence, conductance) = walk.bounds.into_iter().map(|b| (b.cum, b.cond)).unzip();
     Ok((influence, conductance, kinks, [first_states, last_states]))
 }
 
@@ -1043,7 +1225,11 @@ pub fn integrate<T: Float>(
         sizes.push(s.iter().product());
     }
     let outputs = *sizes.last().unwrap_or(&u);
-    ensure!(targets.len() == n, "{} targets for {n} examples", targets.len());
+    ensure!(
+        targets.len() == n,
+        "{} targets for {n} examples",
+        targets.len()
+    );
     if let Some(&t) = targets.iter().find(|&&t| t >= outputs) {
         bail!("--target: index {t} out of range for {outputs} outputs");
     }
