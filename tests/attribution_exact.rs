@@ -106,10 +106,10 @@ fn events_and_walk(
 }
 
 proptest! {
-    #![proptest_config(config(128))]
+    #![proptest_config(config(1000))]
 
     /// Integration by events (`ExactOptions::events`, the default) against the walk with a
-    /// gradient per piece, on random piecewise-linear networks: integrated gradients and
+    /// gradient per piece, on 1000 random piecewise-linear networks: integrated gradients and
     /// every layer's conductance and internal influence agree to 1e-9 of the layer's
     /// largest magnitude (plus 1e-12 of |F(x)| + |F(x')|), with the same piece counts.
     /// The events are really used: they report one backward pass per stretch of path

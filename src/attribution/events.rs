@@ -545,6 +545,10 @@ struct Boundary {
     /// y = a + s·α on the current piece.
     a: Vec<f64>,
     s: Vec<f64>,
+    /// Sums of the magnitudes of everything added into a and s since they were last
+    /// exactly zero: their rounding is a few ε of these.
+    mag_a: Vec<f64>,
+    mag_s: Vec<f64>,
     /// Conductance flushed so far, and C where it was last flushed.
     cond: Vec<f64>,
     flushed_at: Vec<f64>,
@@ -553,6 +557,9 @@ struct Boundary {
     stamp: Vec<u32>,
     da: Vec<f64>,
     ds: Vec<f64>,
+    /// Sums of the magnitudes of the terms in da and ds.
+    ta: Vec<f64>,
+    ts: Vec<f64>,
     cum: Vec<f64>,
 }
 
@@ -561,12 +568,16 @@ impl Boundary {
         Boundary {
             a: vec![0.0; units],
             s: vec![0.0; units],
+            mag_a: vec![0.0; units],
+            mag_s: vec![0.0; units],
             cond: vec![0.0; units],
             flushed_at: vec![0.0; units],
             cone: Vec::new(),
             stamp: vec![u32::MAX; units],
             da: vec![0.0; units],
             ds: vec![0.0; units],
+            ta: vec![0.0; units],
+            ts: vec![0.0; units],
             cum: vec![0.0; units],
         }
     }
@@ -579,9 +590,13 @@ impl Boundary {
             self.cone.push(v as u32);
             self.da[v] = 0.0;
             self.ds[v] = 0.0;
+            self.ta[v] = 0.0;
+            self.ts[v] = 0.0;
         }
         self.da[v] += da;
         self.ds[v] += ds;
+        self.ta[v] += da.abs();
+        self.ts[v] += ds.abs();
     }
 }
 
@@ -700,12 +715,18 @@ impl Walk<'_> {
                     // An identical line earlier in the window wins the tie at once, as
                     // the first maximum does in the max-pool kernel (candidates are in
                     // window order, so a lower unit comes first).
-                    let t = if (c as usize) < p && ac == ap && sc == sp {
-                        f64::NEG_INFINITY
-                    } else if c as usize == p || sc.partial_cmp(&sp) != Some(Ordering::Greater) {
+                    let t = if c as usize == p {
                         continue;
-                    } else {
+                    } else if same_line(ac, sc, ap, sp) {
+                        if (c as usize) < p {
+                            f64::NEG_INFINITY
+                        } else {
+                            continue;
+                        }
+                    } else if sc.partial_cmp(&sp) == Some(Ordering::Greater) {
                         (ap - ac) / (sc - sp)
+                    } else {
+                        continue;
                     };
                     let better = match best {
                         None => true,
@@ -746,6 +767,9 @@ impl Walk<'_> {
             for ((s, &xv), &bv) in b0.s.iter_mut().zip(x).zip(baseline) {
                 *s = xv - bv;
             }
+            for u in 0..b0.a.len() {
+                (b0.mag_a[u], b0.mag_s[u]) = (b0.a[u].abs(), b0.s[u].abs());
+            }
         }
         for (i, stage) in self.stages.iter().enumerate() {
             let (lower, upper) = self.bounds.split_at_mut(i + 1);
@@ -754,8 +778,31 @@ impl Walk<'_> {
                 Stage::Identity => {
                     above.a.copy_from_slice(&below.a);
                     above.s.copy_from_slice(&below.s);
+                    above.mag_a.copy_from_slice(&below.mag_a);
+                    above.mag_s.copy_from_slice(&below.mag_s);
                 }
                 Stage::Linear { inp, out, wt, bias } => {
+                    for (r, (xa, xs)) in below
+                        .mag_a
+                        .chunks(*inp)
+                        .zip(below.mag_s.chunks(*inp))
+                        .enumerate()
+                    {
+                        let (ya, ys) = (
+                            &mut above.mag_a[r * out..(r + 1) * out],
+                            &mut above.mag_s[r * out..(r + 1) * out],
+                        );
+                        ya.iter_mut().zip(bias).for_each(|(y, b)| *y = b.abs());
+                        ys.fill(0.0);
+                        for k in 0..*inp {
+                            let col = &wt[k * out..(k + 1) * out];
+                            let (va, vs) = (xa[k], xs[k]);
+                            for ((ya, ys), &w) in ya.iter_mut().zip(ys.iter_mut()).zip(col) {
+                                *ya += w.abs() * va;
+                                *ys += w.abs() * vs;
+                            }
+                        }
+                    }
                     for (r, (xa, xs)) in below.a.chunks(*inp).zip(below.s.chunks(*inp)).enumerate()
                     {
                         let (ya, ys) = (
@@ -784,14 +831,21 @@ impl Walk<'_> {
                         ya.fill(cv.bias[o]);
                         ys.fill(0.0);
                     }
+                    for (o, m) in above.mag_a.chunks_mut(cv.out_plane).enumerate() {
+                        m.fill(cv.bias[o].abs());
+                    }
+                    above.mag_s.fill(0.0);
                     for u in 0..below.a.len() {
                         let (va, vs) = (below.a[u], below.s[u]);
                         if va == 0.0 && vs == 0.0 {
                             continue;
                         }
+                        let (ma, ms) = (below.mag_a[u], below.mag_s[u]);
                         cv.for_each_output(u, |v, w| {
                             above.a[v] += w * va;
                             above.s[v] += w * vs;
+                            above.mag_a[v] += w.abs() * ma;
+                            above.mag_s[v] += w.abs() * ms;
                         });
                     }
                 }
@@ -799,6 +853,8 @@ impl Walk<'_> {
                     for u in 0..below.a.len() {
                         above.a[u] = scale[u] * below.a[u] + shift[u];
                         above.s[u] = scale[u] * below.s[u];
+                        above.mag_a[u] = scale[u].abs() * below.mag_a[u] + shift[u].abs();
+                        above.mag_s[u] = scale[u].abs() * below.mag_s[u];
                     }
                 }
                 Stage::Sparse {
@@ -809,11 +865,19 @@ impl Walk<'_> {
                 } => {
                     above.a.copy_from_slice(bias);
                     above.s.fill(0.0);
+                    above
+                        .mag_a
+                        .iter_mut()
+                        .zip(bias)
+                        .for_each(|(m, b)| *m = b.abs());
+                    above.mag_s.fill(0.0);
                     for u in 0..below.a.len() {
                         for k in start[u]..start[u + 1] {
                             let v = rows[k] as usize;
                             above.a[v] += vals[k] * below.a[u];
                             above.s[v] += vals[k] * below.s[u];
+                            above.mag_a[v] += vals[k].abs() * below.mag_a[u];
+                            above.mag_s[v] += vals[k].abs() * below.mag_s[u];
                         }
                     }
                 }
@@ -826,6 +890,8 @@ impl Walk<'_> {
                         let m = stage.slope(u, on[u]);
                         above.a[u] = m * a;
                         above.s[u] = m * s;
+                        above.mag_a[u] = m.abs() * below.mag_a[u];
+                        above.mag_s[u] = m.abs() * below.mag_s[u];
                     }
                     self.switches[i] = Some(Switches {
                         on,
@@ -846,13 +912,17 @@ impl Walk<'_> {
                                 below.a[c] + below.s[c] * alpha0,
                                 below.a[best] + below.s[best] * alpha0,
                             );
-                            if vc > vb || (vc == vb && below.s[c] > below.s[best]) {
+                            let tied =
+                                same_line(below.a[c], below.s[c], below.a[best], below.s[best]);
+                            if !tied && (vc > vb || (vc == vb && below.s[c] > below.s[best])) {
                                 best = c;
                             }
                         }
                         *slot = best as u32;
                         above.a[w] = below.a[best];
                         above.s[w] = below.s[best];
+                        above.mag_a[w] = below.mag_a[best];
+                        above.mag_s[w] = below.mag_s[best];
                     }
                     self.switches[i] = Some(Switches {
                         on: Vec::new(),
@@ -1010,8 +1080,11 @@ impl Walk<'_> {
                 let v = v as usize;
                 b.cond[v] += b.s[v] * (b.cum[v] - b.flushed_at[v]);
                 b.flushed_at[v] = b.cum[v];
-                b.a[v] += b.da[v];
-                b.s[v] += b.ds[v];
+                // What cancels to rounding is zero (e.g. a unit whose inputs all
+                // switched off): make it exactly zero, as a fresh forward pass computes
+                // it, so that the kink conventions at zero apply.
+                (b.a[v], b.mag_a[v]) = settle(b.a[v] + b.da[v], b.mag_a[v] + b.ta[v]);
+                (b.s[v], b.mag_s[v]) = settle(b.s[v] + b.ds[v], b.mag_s[v] + b.ts[v]);
             }
         }
         // The switch itself.
@@ -1095,6 +1168,33 @@ impl Walk<'_> {
             }
         }
     }
+}
+
+/// `value`, the sum of terms of total magnitude `magnitude`, and that magnitude; both
+/// zero when the value is within rounding of zero (16 ε of the magnitude).
+#[inline]
+fn settle(value: f64, magnitude: f64) -> (f64, f64) {
+    if value.abs() <= 16.0 * f64::EPSILON * magnitude {
+        (0.0, 0.0)
+    } else {
+        (value, magnitude)
+    }
+}
+
+/// Relative difference below which two max-pool candidates' lines count as one line.
+///
+/// Lines that a forward pass computes equal (units fed the same way, e.g. two positions
+/// whose inputs all switched off, left with the same bias) reach the events as sums of
+/// different increments, equal only to rounding. Their tie goes to the first candidate, as
+/// in the max-pool kernel; without this tolerance it would go to whichever rounding
+/// favours, and tied candidates could swap back and forth at spurious kinks.
+const TIE: f64 = 1.0 / (1u64 << 36) as f64;
+
+/// Whether lines a₁ + s₁α and a₂ + s₂α are the same up to [`TIE`] of their size.
+#[inline]
+fn same_line(a1: f64, s1: f64, a2: f64, s2: f64) -> bool {
+    let size = a1.abs().max(a2.abs()).max(s1.abs()).max(s2.abs());
+    (a1 - a2).abs() <= TIE * size && (s1 - s2).abs() <= TIE * size
 }
 
 /// C at input unit `u` of `stage`, from C at the stage's outputs (`above.cum`, read only
