@@ -583,7 +583,7 @@ impl Boundary {
     }
 
     /// Adds (da, ds) to unit v's change in the current cone (`ev`), joining it if new.
-    #[inline]
+    #[inline(always)]
     fn add(&mut self, ev: u32, v: usize, da: f64, ds: f64) {
         if self.stamp[v] != ev {
             self.stamp[v] = ev;
@@ -612,6 +612,42 @@ struct Switches {
     anchor: Vec<f64>,
     /// Per output unit: the current event's version (older heap entries are stale).
     version: Vec<u32>,
+    /// Small layers keep each unit's next event here and are scanned for the earliest,
+    /// instead of going through the heap (their units are rescheduled by almost every
+    /// event): α (∞ for none) and, for a window, the new winner.
+    scanned: bool,
+    when: Vec<f64>,
+    to: Vec<u32>,
+    /// Per output unit: the last event that rescheduled it.
+    seen: Vec<u32>,
+}
+
+/// Layers of at most this many switches are [`Switches::scanned`].
+const SCAN_MAX: usize = 256;
+
+impl Switches {
+    fn new(on: Vec<bool>, winner: Vec<u32>, inputs: usize, outputs: usize) -> Self {
+        let scanned = outputs <= SCAN_MAX;
+        Switches {
+            on,
+            winner,
+            base: vec![0.0; inputs],
+            anchor: vec![0.0; outputs],
+            version: vec![0; outputs],
+            scanned,
+            when: if scanned {
+                vec![f64::INFINITY; outputs]
+            } else {
+                Vec::new()
+            },
+            to: if scanned {
+                vec![0; outputs]
+            } else {
+                Vec::new()
+            },
+            seen: vec![u32::MAX; outputs],
+        }
+    }
 }
 
 /// A scheduled kink: `unit` of layer `stage` switches at `alpha` (to `to`, for a window).
@@ -693,61 +729,66 @@ impl Walk<'_> {
         };
         sw.version[u] = sw.version[u].wrapping_add(1);
         let version = sw.version[u];
-        let (when, to) = match &self.stages[stage] {
-            Stage::Rectifier { .. } => {
-                let (a, s) = (below.a[u], below.s[u]);
-                if sw.on[u] && a == 0.0 && s == 0.0 {
-                    // Zero all along the piece: the slope at 0 is the negative side's,
-                    // as in the ReLU op.
-                    (f64::NEG_INFINITY, 0)
-                } else if if sw.on[u] { s < 0.0 } else { s > 0.0 } {
-                    (-a / s, 0)
-                } else {
-                    return;
-                }
-            }
-            Stage::MaxPool(win) => {
-                let p = sw.winner[u] as usize;
-                let (ap, sp) = (below.a[p], below.s[p]);
-                let mut best: Option<(f64, f64, u32)> = None;
-                for &c in &win.cand[win.start[u]..win.start[u + 1]] {
-                    let (ac, sc) = (below.a[c as usize], below.s[c as usize]);
-                    // An identical line earlier in the window wins the tie at once, as
-                    // the first maximum does in the max-pool kernel (candidates are in
-                    // window order, so a lower unit comes first).
-                    let t = if c as usize == p {
-                        continue;
-                    } else if same_line(ac, sc, ap, sp) {
-                        if (c as usize) < p {
-                            f64::NEG_INFINITY
-                        } else {
-                            continue;
-                        }
-                    } else if sc.partial_cmp(&sp) == Some(Ordering::Greater) {
-                        (ap - ac) / (sc - sp)
+        let next = || -> Option<(f64, u32)> {
+            Some(match &self.stages[stage] {
+                Stage::Rectifier { .. } => {
+                    let (a, s) = (below.a[u], below.s[u]);
+                    if sw.on[u] && a == 0.0 && s == 0.0 {
+                        // Zero all along the piece: the slope at 0 is the negative side's,
+                        // as in the ReLU op.
+                        (f64::NEG_INFINITY, 0)
+                    } else if if sw.on[u] { s < 0.0 } else { s > 0.0 } {
+                        (-a / s, 0)
                     } else {
-                        continue;
-                    };
-                    let better = match best {
-                        None => true,
-                        Some((bt, bs, _)) => t < bt || (t == bt && sc > bs),
-                    };
-                    if better {
-                        best = Some((t, sc, c));
+                        return None;
                     }
                 }
-                match best {
-                    Some((t, _, c)) => (t, c),
-                    None => return,
+                Stage::MaxPool(win) => {
+                    let p = sw.winner[u] as usize;
+                    let (ap, sp) = (below.a[p], below.s[p]);
+                    let mut best: Option<(f64, f64, u32)> = None;
+                    for &c in &win.cand[win.start[u]..win.start[u + 1]] {
+                        let (ac, sc) = (below.a[c as usize], below.s[c as usize]);
+                        // An identical line earlier in the window wins the tie at once, as
+                        // the first maximum does in the max-pool kernel (candidates are in
+                        // window order, so a lower unit comes first).
+                        let t = if c as usize == p {
+                            continue;
+                        } else if same_line(ac, sc, ap, sp) {
+                            if (c as usize) < p {
+                                f64::NEG_INFINITY
+                            } else {
+                                continue;
+                            }
+                        } else if sc.partial_cmp(&sp) == Some(Ordering::Greater) {
+                            (ap - ac) / (sc - sp)
+                        } else {
+                            continue;
+                        };
+                        let better = match best {
+                            None => true,
+                            Some((bt, bs, _)) => t < bt || (t == bt && sc > bs),
+                        };
+                        if better {
+                            best = Some((t, sc, c));
+                        }
+                    }
+                    let (t, _, c) = best?;
+                    (t, c)
                 }
-            }
-            _ => return,
+                _ => return None,
+            })
         };
-        if when.is_nan() {
-            return;
-        }
-        let alpha = when.max(self.alpha);
-        if alpha < self.alpha1 {
+        let (when, to) = next().unwrap_or((f64::INFINITY, 0));
+        let alpha = if when.is_nan() {
+            f64::INFINITY
+        } else {
+            when.max(self.alpha)
+        };
+        if sw.scanned {
+            sw.when[u] = alpha;
+            sw.to[u] = to;
+        } else if alpha < self.alpha1 {
             self.heap.push(Event {
                 alpha,
                 stage: stage as u32,
@@ -756,6 +797,49 @@ impl Walk<'_> {
                 to,
             });
         }
+    }
+
+    /// The earliest event (from the heap, or a scanned layer), removed; `None` when no
+    /// switch changes before α₁.
+    fn next_event(&mut self) -> Option<Event> {
+        // Drop stale heap entries.
+        while let Some(top) = self.heap.peek() {
+            let current = self.switches[top.stage as usize]
+                .as_ref()
+                .is_some_and(|s| s.version[top.unit as usize] == top.version);
+            if current {
+                break;
+            }
+            self.heap.pop();
+        }
+        let mut best = self.heap.peek().copied();
+        let mut from_heap = best.is_some();
+        for (stage, sw) in self.switches.iter().enumerate() {
+            let Some(sw) = sw.as_ref().filter(|sw| sw.scanned) else {
+                continue;
+            };
+            for (u, &alpha) in sw.when.iter().enumerate() {
+                if alpha >= self.alpha1 {
+                    continue;
+                }
+                let ev = Event {
+                    alpha,
+                    stage: stage as u32,
+                    unit: u as u32,
+                    version: sw.version[u],
+                    to: sw.to[u],
+                };
+                // `Event`'s order is reversed (for the max-heap): greater is earlier.
+                if best.is_none_or(|b| ev > b) {
+                    best = Some(ev);
+                    from_heap = false;
+                }
+            }
+        }
+        if from_heap {
+            self.heap.pop();
+        }
+        best
     }
 
     /// Values, slopes and switches at α₀, from the input's.
@@ -883,23 +967,18 @@ impl Walk<'_> {
                 }
                 Stage::Rectifier { .. } => {
                     let mut on = vec![false; below.a.len()];
-                    for u in 0..below.a.len() {
+                    for (u, on) in on.iter_mut().enumerate() {
                         let (a, s) = (below.a[u], below.s[u]);
                         let v = a + s * alpha0;
-                        on[u] = v > 0.0 || (v == 0.0 && s > 0.0);
-                        let m = stage.slope(u, on[u]);
+                        *on = v > 0.0 || (v == 0.0 && s > 0.0);
+                        let m = stage.slope(u, *on);
                         above.a[u] = m * a;
                         above.s[u] = m * s;
                         above.mag_a[u] = m.abs() * below.mag_a[u];
                         above.mag_s[u] = m.abs() * below.mag_s[u];
                     }
-                    self.switches[i] = Some(Switches {
-                        on,
-                        winner: Vec::new(),
-                        base: vec![0.0; below.a.len()],
-                        anchor: vec![0.0; above.a.len()],
-                        version: vec![0; above.a.len()],
-                    });
+                    self.switches[i] =
+                        Some(Switches::new(on, Vec::new(), below.a.len(), above.a.len()));
                 }
                 Stage::MaxPool(win) => {
                     let mut winner = vec![0u32; above.a.len()];
@@ -924,13 +1003,12 @@ impl Walk<'_> {
                         above.mag_a[w] = below.mag_a[best];
                         above.mag_s[w] = below.mag_s[best];
                     }
-                    self.switches[i] = Some(Switches {
-                        on: Vec::new(),
+                    self.switches[i] = Some(Switches::new(
+                        Vec::new(),
                         winner,
-                        base: vec![0.0; below.a.len()],
-                        anchor: vec![0.0; above.a.len()],
-                        version: vec![0; above.a.len()],
-                    });
+                        below.a.len(),
+                        above.a.len(),
+                    ));
                 }
             }
             if let Some(bad) = above
@@ -1017,12 +1095,34 @@ impl Walk<'_> {
                     }
                 }
                 Stage::Linear { inp, out, wt, .. } => {
+                    // Every output of a row an input changes joins the cone: add whole
+                    // columns of Wᵀ at once.
                     for &v in &below.cone {
+                        let r = v as usize / inp;
+                        if above.stamp[r * out] != stamp {
+                            for o in r * out..(r + 1) * out {
+                                above.stamp[o] = stamp;
+                                above.cone.push(o as u32);
+                            }
+                            above.da[r * out..(r + 1) * out].fill(0.0);
+                            above.ds[r * out..(r + 1) * out].fill(0.0);
+                            above.ta[r * out..(r + 1) * out].fill(0.0);
+                            above.ts[r * out..(r + 1) * out].fill(0.0);
+                        }
                         let v = v as usize;
-                        let (r, k) = (v / inp, v % inp);
                         let (da, ds) = (below.da[v], below.ds[v]);
-                        for (o, &w) in wt[k * out..(k + 1) * out].iter().enumerate() {
-                            above.add(stamp, r * out + o, w * da, w * ds);
+                        let col = &wt[v % inp * out..(v % inp + 1) * out];
+                        let rows = r * out..(r + 1) * out;
+                        let (ya, ys) = (&mut above.da[rows.clone()], &mut above.ds[rows.clone()]);
+                        for ((ya, ys), &w) in ya.iter_mut().zip(ys.iter_mut()).zip(col) {
+                            *ya += w * da;
+                            *ys += w * ds;
+                        }
+                        let (ta, ts) = (&mut above.ta[rows.clone()], &mut above.ts[rows]);
+                        let (ma, ms) = (da.abs(), ds.abs());
+                        for ((ta, ts), &w) in ta.iter_mut().zip(ts.iter_mut()).zip(col) {
+                            *ta += w.abs() * ma;
+                            *ts += w.abs() * ms;
                         }
                     }
                 }
@@ -1118,10 +1218,17 @@ impl Walk<'_> {
                     }
                 }
                 Stage::MaxPool(win) => {
+                    // Each window once, however many of its candidates changed.
+                    let stamp = self.events;
                     for k in 0..self.bounds[j].cone.len() {
                         let v = self.bounds[j].cone[k] as usize;
                         for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
-                            self.schedule(j, w as usize);
+                            let w = w as usize;
+                            let sw = self.switches[j].as_mut().expect("max-pool state");
+                            if sw.seen[w] != stamp {
+                                sw.seen[w] = stamp;
+                                self.schedule(j, w);
+                            }
                         }
                     }
                 }
@@ -1197,6 +1304,25 @@ fn same_line(a1: f64, s1: f64, a2: f64, s2: f64) -> bool {
     (a1 - a2).abs() <= TIE * size && (s1 - s2).abs() <= TIE * size
 }
 
+/// Σ aᵢbᵢ in four running sums (so that the loop vectorises).
+#[inline]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0; 4];
+    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = a4
+        .remainder()
+        .iter()
+        .zip(b4.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a4.zip(b4) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 /// C at input unit `u` of `stage`, from C at the stage's outputs (`above.cum`, read only
 /// where `u` feeds them).
 #[inline]
@@ -1205,11 +1331,10 @@ fn cum_below(stage: &Stage, sw: Option<&Switches>, above: &Boundary, u: usize) -
         Stage::Identity => above.cum[u],
         Stage::Linear { inp, out, wt, .. } => {
             let (r, k) = (u / inp, u % inp);
-            wt[k * out..(k + 1) * out]
-                .iter()
-                .zip(&above.cum[r * out..(r + 1) * out])
-                .map(|(w, c)| w * c)
-                .sum()
+            dot(
+                &wt[k * out..(k + 1) * out],
+                &above.cum[r * out..(r + 1) * out],
+            )
         }
         Stage::Conv(cv) => {
             let mut acc = 0.0;
@@ -1277,13 +1402,7 @@ fn integrate_stretch(
     let first_states = walk.states();
     let mut kinks = 0usize;
     let mut last = alpha0;
-    while let Some(ev) = walk.heap.pop() {
-        let current = walk.switches[ev.stage as usize]
-            .as_ref()
-            .is_some_and(|s| s.version[ev.unit as usize] == ev.version);
-        if !current {
-            continue;
-        }
+    while let Some(ev) = walk.next_event() {
         if ev.alpha - last > min_gap && alpha1 - ev.alpha > min_gap {
             kinks += 1;
             last = ev.alpha;
