@@ -540,44 +540,76 @@ pub fn supports<T: Float>(model: &Model<T>) -> Result<bool> {
     Ok(stages(model)?.is_some())
 }
 
-/// The values, slopes and sums at one layer boundary, and one event's scratch there.
-struct Boundary {
+/// One unit's line, sums and scratch, together in memory (an event visits a few hundred
+/// scattered units; with each field in an array of its own, every visit touched a dozen
+/// cache lines).
+#[derive(Clone, Copy)]
+struct Unit {
     /// y = a + s·α on the current piece.
-    a: Vec<f64>,
-    s: Vec<f64>,
+    a: f64,
+    s: f64,
     /// Sums of the magnitudes of everything added into a and s since they were last
     /// exactly zero: their rounding is a few ε of these.
-    mag_a: Vec<f64>,
-    mag_s: Vec<f64>,
+    mag_a: f64,
+    mag_s: f64,
     /// Conductance flushed so far, and C where it was last flushed.
-    cond: Vec<f64>,
-    flushed_at: Vec<f64>,
-    /// The current event's cone: units, membership stamps, changes of a and s, and C.
+    cond: f64,
+    flushed_at: f64,
+    /// The current event's change of a and s, and the sums of their terms' magnitudes
+    /// (valid when `stamp` is the event's).
+    da: f64,
+    ds: f64,
+    ta: f64,
+    ts: f64,
+    stamp: u32,
+}
+
+/// The units of one layer boundary, the current event's cone there, and C.
+struct Boundary {
+    u: Vec<Unit>,
+    /// The current event's cone: units whose line changes.
     cone: Vec<u32>,
-    stamp: Vec<u32>,
-    da: Vec<f64>,
-    ds: Vec<f64>,
-    /// Sums of the magnitudes of the terms in da and ds.
-    ta: Vec<f64>,
-    ts: Vec<f64>,
+    /// C (on the cone during an event; everywhere at the end).
     cum: Vec<f64>,
 }
 
-impl Boundary {
+/// Values and slopes of one boundary, as plain arrays (for the first pass at α₀).
+struct Dense {
+    a: Vec<f64>,
+    s: Vec<f64>,
+    mag_a: Vec<f64>,
+    mag_s: Vec<f64>,
+}
+
+impl Dense {
     fn new(units: usize) -> Self {
-        Boundary {
+        Dense {
             a: vec![0.0; units],
             s: vec![0.0; units],
             mag_a: vec![0.0; units],
             mag_s: vec![0.0; units],
-            cond: vec![0.0; units],
-            flushed_at: vec![0.0; units],
+        }
+    }
+}
+
+impl Boundary {
+    fn new(units: usize) -> Self {
+        let unit = Unit {
+            a: 0.0,
+            s: 0.0,
+            mag_a: 0.0,
+            mag_s: 0.0,
+            cond: 0.0,
+            flushed_at: 0.0,
+            da: 0.0,
+            ds: 0.0,
+            ta: 0.0,
+            ts: 0.0,
+            stamp: u32::MAX,
+        };
+        Boundary {
+            u: vec![unit; units],
             cone: Vec::new(),
-            stamp: vec![u32::MAX; units],
-            da: vec![0.0; units],
-            ds: vec![0.0; units],
-            ta: vec![0.0; units],
-            ts: vec![0.0; units],
             cum: vec![0.0; units],
         }
     }
@@ -585,18 +617,16 @@ impl Boundary {
     /// Adds (da, ds) to unit v's change in the current cone (`ev`), joining it if new.
     #[inline(always)]
     fn add(&mut self, ev: u32, v: usize, da: f64, ds: f64) {
-        if self.stamp[v] != ev {
-            self.stamp[v] = ev;
+        let unit = &mut self.u[v];
+        if unit.stamp != ev {
+            unit.stamp = ev;
             self.cone.push(v as u32);
-            self.da[v] = 0.0;
-            self.ds[v] = 0.0;
-            self.ta[v] = 0.0;
-            self.ts[v] = 0.0;
+            (unit.da, unit.ds, unit.ta, unit.ts) = (0.0, 0.0, 0.0, 0.0);
         }
-        self.da[v] += da;
-        self.ds[v] += ds;
-        self.ta[v] += da.abs();
-        self.ts[v] += ds.abs();
+        unit.da += da;
+        unit.ds += ds;
+        unit.ta += da.abs();
+        unit.ts += ds.abs();
     }
 }
 
@@ -732,7 +762,7 @@ impl Walk<'_> {
         let next = || -> Option<(f64, u32)> {
             Some(match &self.stages[stage] {
                 Stage::Rectifier { .. } => {
-                    let (a, s) = (below.a[u], below.s[u]);
+                    let (a, s) = (below.u[u].a, below.u[u].s);
                     if sw.on[u] && a == 0.0 && s == 0.0 {
                         // Zero all along the piece: the slope at 0 is the negative side's,
                         // as in the ReLU op.
@@ -745,10 +775,10 @@ impl Walk<'_> {
                 }
                 Stage::MaxPool(win) => {
                     let p = sw.winner[u] as usize;
-                    let (ap, sp) = (below.a[p], below.s[p]);
+                    let (ap, sp) = (below.u[p].a, below.u[p].s);
                     let mut best: Option<(f64, f64, u32)> = None;
                     for &c in &win.cand[win.start[u]..win.start[u + 1]] {
-                        let (ac, sc) = (below.a[c as usize], below.s[c as usize]);
+                        let (ac, sc) = (below.u[c as usize].a, below.u[c as usize].s);
                         // An identical line earlier in the window wins the tie at once, as
                         // the first maximum does in the max-pool kernel (candidates are in
                         // window order, so a lower unit comes first).
@@ -845,8 +875,9 @@ impl Walk<'_> {
     /// Values, slopes and switches at α₀, from the input's.
     fn start(&mut self, x: &[f64], baseline: &[f64]) -> Result<()> {
         let alpha0 = self.alpha0;
+        let mut dense: Vec<Dense> = self.bounds.iter().map(|b| Dense::new(b.u.len())).collect();
         {
-            let b0 = &mut self.bounds[0];
+            let b0 = &mut dense[0];
             b0.a.copy_from_slice(baseline);
             for ((s, &xv), &bv) in b0.s.iter_mut().zip(x).zip(baseline) {
                 *s = xv - bv;
@@ -856,7 +887,7 @@ impl Walk<'_> {
             }
         }
         for (i, stage) in self.stages.iter().enumerate() {
-            let (lower, upper) = self.bounds.split_at_mut(i + 1);
+            let (lower, upper) = dense.split_at_mut(i + 1);
             let (below, above) = (&lower[i], &mut upper[0]);
             match stage {
                 Stage::Identity => {
@@ -1020,9 +1051,15 @@ impl Walk<'_> {
                 bail!("--rule exact: layer {i} is not finite at unit {bad}");
             }
         }
+        for (b, d) in self.bounds.iter_mut().zip(&dense) {
+            for (v, unit) in b.u.iter_mut().enumerate() {
+                (unit.a, unit.s) = (d.a[v], d.s[v]);
+                (unit.mag_a, unit.mag_s) = (d.mag_a[v], d.mag_s[v]);
+            }
+        }
         for i in 0..self.stages.len() {
             if self.stages[i].piecewise() {
-                for u in 0..self.bounds[i + 1].a.len() {
+                for u in 0..self.bounds[i + 1].u.len() {
                     self.schedule(i, u);
                 }
             }
@@ -1073,12 +1110,12 @@ impl Walk<'_> {
                 stage @ Stage::Rectifier { .. } => {
                     let on = self.switches[i].as_ref().is_some_and(|s| s.on[u]);
                     let dm = stage.slope(u, !on) - stage.slope(u, on);
-                    (dm * below.a[u], dm * below.s[u])
+                    (dm * below.u[u].a, dm * below.u[u].s)
                 }
                 _ => {
                     let p = self.switches[i].as_ref().map_or(0, |s| s.winner[u]) as usize;
                     let q = ev.to as usize;
-                    (below.a[q] - below.a[p], below.s[q] - below.s[p])
+                    (below.u[q].a - below.u[p].a, below.u[q].s - below.u[p].s)
                 }
             }
         };
@@ -1091,7 +1128,7 @@ impl Walk<'_> {
                 Stage::Identity => {
                     for &v in &below.cone {
                         let v = v as usize;
-                        above.add(stamp, v, below.da[v], below.ds[v]);
+                        above.add(stamp, v, below.u[v].da, below.u[v].ds);
                     }
                 }
                 Stage::Linear { inp, out, wt, .. } => {
@@ -1099,44 +1136,37 @@ impl Walk<'_> {
                     // columns of Wᵀ at once.
                     for &v in &below.cone {
                         let r = v as usize / inp;
-                        if above.stamp[r * out] != stamp {
-                            for o in r * out..(r + 1) * out {
-                                above.stamp[o] = stamp;
-                                above.cone.push(o as u32);
+                        let row = &mut above.u[r * out..(r + 1) * out];
+                        if row[0].stamp != stamp {
+                            for (o, unit) in row.iter_mut().enumerate() {
+                                unit.stamp = stamp;
+                                (unit.da, unit.ds, unit.ta, unit.ts) = (0.0, 0.0, 0.0, 0.0);
+                                above.cone.push((r * out + o) as u32);
                             }
-                            above.da[r * out..(r + 1) * out].fill(0.0);
-                            above.ds[r * out..(r + 1) * out].fill(0.0);
-                            above.ta[r * out..(r + 1) * out].fill(0.0);
-                            above.ts[r * out..(r + 1) * out].fill(0.0);
                         }
                         let v = v as usize;
-                        let (da, ds) = (below.da[v], below.ds[v]);
-                        let col = &wt[v % inp * out..(v % inp + 1) * out];
-                        let rows = r * out..(r + 1) * out;
-                        let (ya, ys) = (&mut above.da[rows.clone()], &mut above.ds[rows.clone()]);
-                        for ((ya, ys), &w) in ya.iter_mut().zip(ys.iter_mut()).zip(col) {
-                            *ya += w * da;
-                            *ys += w * ds;
-                        }
-                        let (ta, ts) = (&mut above.ta[rows.clone()], &mut above.ts[rows]);
+                        let (da, ds) = (below.u[v].da, below.u[v].ds);
                         let (ma, ms) = (da.abs(), ds.abs());
-                        for ((ta, ts), &w) in ta.iter_mut().zip(ts.iter_mut()).zip(col) {
-                            *ta += w.abs() * ma;
-                            *ts += w.abs() * ms;
+                        let col = &wt[v % inp * out..(v % inp + 1) * out];
+                        for (unit, &w) in row.iter_mut().zip(col) {
+                            unit.da += w * da;
+                            unit.ds += w * ds;
+                            unit.ta += w.abs() * ma;
+                            unit.ts += w.abs() * ms;
                         }
                     }
                 }
                 Stage::Conv(cv) => {
                     for &v in &below.cone {
                         let v = v as usize;
-                        let (da, ds) = (below.da[v], below.ds[v]);
+                        let (da, ds) = (below.u[v].da, below.u[v].ds);
                         cv.for_each_output(v, |o, w| above.add(stamp, o, w * da, w * ds));
                     }
                 }
                 Stage::Diagonal { scale, .. } => {
                     for &v in &below.cone {
                         let v = v as usize;
-                        above.add(stamp, v, scale[v] * below.da[v], scale[v] * below.ds[v]);
+                        above.add(stamp, v, scale[v] * below.u[v].da, scale[v] * below.u[v].ds);
                     }
                 }
                 Stage::Sparse {
@@ -1146,7 +1176,7 @@ impl Walk<'_> {
                         let v = v as usize;
                         for k in start[v]..start[v + 1] {
                             let w = vals[k];
-                            above.add(stamp, rows[k] as usize, w * below.da[v], w * below.ds[v]);
+                            above.add(stamp, rows[k] as usize, w * below.u[v].da, w * below.u[v].ds);
                         }
                     }
                 }
@@ -1156,7 +1186,7 @@ impl Walk<'_> {
                         let v = v as usize;
                         let m = stage.slope(v, sw.on[v]);
                         if m != 0.0 {
-                            above.add(stamp, v, m * below.da[v], m * below.ds[v]);
+                            above.add(stamp, v, m * below.u[v].da, m * below.u[v].ds);
                         }
                     }
                 }
@@ -1166,7 +1196,7 @@ impl Walk<'_> {
                         let v = v as usize;
                         for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
                             if sw.winner[w as usize] as usize == v {
-                                above.add(stamp, w as usize, below.da[v], below.ds[v]);
+                                above.add(stamp, w as usize, below.u[v].da, below.u[v].ds);
                             }
                         }
                     }
@@ -1178,13 +1208,13 @@ impl Walk<'_> {
         for b in &mut self.bounds[i + 1..] {
             for &v in &b.cone {
                 let v = v as usize;
-                b.cond[v] += b.s[v] * (b.cum[v] - b.flushed_at[v]);
-                b.flushed_at[v] = b.cum[v];
+                b.u[v].cond += b.u[v].s * (b.cum[v] - b.u[v].flushed_at);
+                b.u[v].flushed_at = b.cum[v];
                 // What cancels to rounding is zero (e.g. a unit whose inputs all
                 // switched off): make it exactly zero, as a fresh forward pass computes
                 // it, so that the kink conventions at zero apply.
-                (b.a[v], b.mag_a[v]) = settle(b.a[v] + b.da[v], b.mag_a[v] + b.ta[v]);
-                (b.s[v], b.mag_s[v]) = settle(b.s[v] + b.ds[v], b.mag_s[v] + b.ts[v]);
+                (b.u[v].a, b.u[v].mag_a) = settle(b.u[v].a + b.u[v].da, b.u[v].mag_a + b.u[v].ta);
+                (b.u[v].s, b.u[v].mag_s) = settle(b.u[v].s + b.u[v].ds, b.u[v].mag_s + b.u[v].ts);
             }
         }
         // The switch itself.
@@ -1270,8 +1300,8 @@ impl Walk<'_> {
         }
         for b in &mut self.bounds {
             for v in 0..b.cum.len() {
-                b.cond[v] += b.s[v] * (b.cum[v] - b.flushed_at[v]);
-                b.flushed_at[v] = b.cum[v];
+                b.u[v].cond += b.u[v].s * (b.cum[v] - b.u[v].flushed_at);
+                b.u[v].flushed_at = b.cum[v];
             }
         }
     }
@@ -1417,7 +1447,14 @@ fn integrate_stretch(
     }
     let last_states = walk.states();
     walk.finish();
-    let (influence, conductance) = walk.bounds.into_iter().map(|b| (b.cum, b.cond)).unzip();
+    let (influence, conductance) = walk
+        .bounds
+        .into_iter()
+        .map(|b| {
+            let cond = b.u.iter().map(|unit| unit.cond).collect();
+            (b.cum, cond)
+        })
+        .unzip();
     Ok((influence, conductance, kinks, [first_states, last_states]))
 }
 
