@@ -1067,28 +1067,62 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// C at the cone's units of every boundary from `lowest` up, at the current α.
-    fn cone_cums(&mut self, lowest: usize) {
+    /// Down the cone of an event at layer `i`, boundary by boundary from the top: C at
+    /// each unit of the cone (at the current α), the conductance flush and the unit's new
+    /// line, then the switches reading that boundary rescheduled.
+    fn update_cone(&mut self, i: usize) {
         let top = self.stages.len();
         let elapsed = self.alpha - self.alpha0;
-        {
-            let b = &mut self.bounds[top];
-            for &v in &b.cone {
-                b.cum[v as usize] = if v as usize == self.target {
-                    elapsed
-                } else {
-                    0.0
-                };
+        for b in (i + 1..=top).rev() {
+            {
+                let (lower, upper) = self.bounds.split_at_mut(b + 1);
+                let here = &mut lower[b];
+                let above = upper.first();
+                let (stage, sw) = (self.stages.get(b), self.switches.get(b));
+                for k in 0..here.cone.len() {
+                    let v = here.cone[k] as usize;
+                    let c = match (above, stage) {
+                        (Some(above), Some(stage)) => {
+                            cum_below(stage, sw.and_then(|s| s.as_ref()), above, v)
+                        }
+                        _ if v == self.target => elapsed,
+                        _ => 0.0,
+                    };
+                    here.cum[v] = c;
+                    let unit = &mut here.u[v];
+                    unit.cond += unit.s * (c - unit.flushed_at);
+                    unit.flushed_at = c;
+                    // What cancels to rounding is zero (e.g. a unit whose inputs all
+                    // switched off): make it exactly zero, as a fresh forward pass
+                    // computes it, so that the kink conventions at zero apply.
+                    (unit.a, unit.mag_a) = settle(unit.a + unit.da, unit.mag_a + unit.ta);
+                    (unit.s, unit.mag_s) = settle(unit.s + unit.ds, unit.mag_s + unit.ts);
+                }
             }
-        }
-        for b in (lowest..top).rev() {
-            let (lower, upper) = self.bounds.split_at_mut(b + 1);
-            let (here, above) = (&mut lower[b], &upper[0]);
-            let stage = &self.stages[b];
-            let sw = self.switches[b].as_ref();
-            for &u in &here.cone {
-                let u = u as usize;
-                here.cum[u] = cum_below(stage, sw, above, u);
+            // The switches reading this boundary (layer b's inputs) changed their lines.
+            match self.stages.get(b) {
+                Some(Stage::Rectifier { .. }) => {
+                    for k in 0..self.bounds[b].cone.len() {
+                        let v = self.bounds[b].cone[k] as usize;
+                        self.schedule(b, v);
+                    }
+                }
+                Some(Stage::MaxPool(win)) => {
+                    // Each window once, however many of its candidates changed.
+                    let stamp = self.events;
+                    for k in 0..self.bounds[b].cone.len() {
+                        let v = self.bounds[b].cone[k] as usize;
+                        for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
+                            let w = w as usize;
+                            let sw = self.switches[b].as_mut().expect("max-pool state");
+                            if sw.seen[w] != stamp {
+                                sw.seen[w] = stamp;
+                                self.schedule(b, w);
+                            }
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -1203,20 +1237,9 @@ impl Walk<'_> {
                 }
             }
         }
-        // C on the cone, then flush conductance where s changes, and apply the changes.
-        self.cone_cums(i + 1);
-        for b in &mut self.bounds[i + 1..] {
-            for &v in &b.cone {
-                let v = v as usize;
-                b.u[v].cond += b.u[v].s * (b.cum[v] - b.u[v].flushed_at);
-                b.u[v].flushed_at = b.cum[v];
-                // What cancels to rounding is zero (e.g. a unit whose inputs all
-                // switched off): make it exactly zero, as a fresh forward pass computes
-                // it, so that the kink conventions at zero apply.
-                (b.u[v].a, b.u[v].mag_a) = settle(b.u[v].a + b.u[v].da, b.u[v].mag_a + b.u[v].ta);
-                (b.u[v].s, b.u[v].mag_s) = settle(b.u[v].s + b.u[v].ds, b.u[v].mag_s + b.u[v].ts);
-            }
-        }
+        // C on the cone, conductance flushed where s changes, the changes applied, and
+        // the switches above rescheduled.
+        self.update_cone(i);
         // The switch itself.
         let c_here = self.bounds[i + 1].cum[u];
         let slope = match &self.stages[i] {
@@ -1237,34 +1260,8 @@ impl Walk<'_> {
             }
         }
         sw.anchor[u] = c_here;
-        // Reschedule: this switch, and every switch whose inputs changed.
+        // Reschedule this switch.
         self.schedule(i, u);
-        for j in i + 1..self.stages.len() {
-            match &self.stages[j] {
-                Stage::Rectifier { .. } => {
-                    for k in 0..self.bounds[j].cone.len() {
-                        let v = self.bounds[j].cone[k] as usize;
-                        self.schedule(j, v);
-                    }
-                }
-                Stage::MaxPool(win) => {
-                    // Each window once, however many of its candidates changed.
-                    let stamp = self.events;
-                    for k in 0..self.bounds[j].cone.len() {
-                        let v = self.bounds[j].cone[k] as usize;
-                        for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
-                            let w = w as usize;
-                            let sw = self.switches[j].as_mut().expect("max-pool state");
-                            if sw.seen[w] != stamp {
-                                sw.seen[w] = stamp;
-                                self.schedule(j, w);
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
     }
 
     /// C everywhere at α₁, and the last conductance flush.
