@@ -111,7 +111,7 @@ proptest! {
     /// Integration by events (`ExactOptions::events`, the default) against the walk with a
     /// gradient per piece, on 1000 random piecewise-linear networks: integrated gradients and
     /// every layer's conductance and internal influence agree to 1e-9 of the layer's
-    /// largest magnitude (plus 1e-12 of |F(x)| + |F(x')|), with the same piece counts.
+    /// largest magnitude (plus 1e-12 of |F(x)| + |F(x')|), and the piece counts to one.
     /// The events are really used: they report one backward pass per stretch of path
     /// (two for one example, one per example otherwise), the walk one per piece.
     #[test]
@@ -123,7 +123,17 @@ proptest! {
             let (ev, walk) = events_and_walk(&net, method);
             let stretches = if net.n() == 1 { 2 } else { net.n() };
             prop_assert_eq!(ev.gradient_evaluations, stretches, "{} did not run by events\n{:?}", method, net);
-            prop_assert_eq!(&ev.pieces, &walk.pieces, "{} pieces\n{:?}", method, net);
+            // Kinks a few 1e-12 apart (two switches moved by the same kink, on nearly
+            // parallel lines) are one piece or two depending on rounding: the walk merges
+            // kinks closer than 1.5e-12 after locating them layer by layer, the events
+            // locate each from its own line. Seed 14797836094007884832 (Conv1d, depth 5):
+            // events find a window's winner change 7e-12 after the ReLU kink that causes
+            // it, 21 pieces against the walk's 20, with equal attributions.
+            let (pe, pw) = (ev.pieces.clone().unwrap(), walk.pieces.clone().unwrap());
+            prop_assert!(
+                pe.iter().zip(&pw).all(|(a, b)| a.abs_diff(*b) <= 1),
+                "{} pieces {:?} by events, {:?} by the walk\n{:?}", method, pe, pw, net
+            );
             prop_assert_eq!(ev.attributions.len(), walk.attributions.len());
             for ((name, a), (wname, b)) in ev.attributions.iter().zip(&walk.attributions) {
                 prop_assert_eq!(name, wname);
