@@ -703,12 +703,18 @@ impl PartialOrd for Event {
 }
 impl Ord for Event {
     /// Reversed, so that the heap pops the smallest α first (then the lowest layer).
+    /// Events are scheduled at α ≥ 0 (never NaN), whose bit patterns order as the
+    /// numbers do; the keys compare as two integers.
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .alpha
-            .total_cmp(&self.alpha)
-            .then(other.stage.cmp(&self.stage))
-            .then(other.unit.cmp(&self.unit))
+        let key = |e: &Event| {
+            (
+                e.alpha.to_bits(),
+                (u64::from(e.stage) << 32) | u64::from(e.unit),
+            )
+        };
+        key(other)
+            .cmp(&key(self))
             .then(other.version.cmp(&self.version))
     }
 }
