@@ -1216,7 +1216,12 @@ impl Walk<'_> {
                         let v = v as usize;
                         for k in start[v]..start[v + 1] {
                             let w = vals[k];
-                            above.add(stamp, rows[k] as usize, w * below.u[v].da, w * below.u[v].ds);
+                            above.add(
+                                stamp,
+                                rows[k] as usize,
+                                w * below.u[v].da,
+                                w * below.u[v].ds,
+                            );
                         }
                     }
                 }

@@ -24,9 +24,11 @@ pub struct Report {
     pub attributions: Vec<(String, Tensor<f64>)>,
     /// Per name, per example: Σ attributions − (F(x) − F(x')).
     pub delta: Vec<(String, Vec<f64>)>,
-    /// Per example, the number of linear pieces walked by the exact rule.
+    /// Per example, the number of linear pieces of the path found by the exact rule.
     pub pieces: Option<Vec<usize>>,
-    /// The number of gradient evaluations (network rows run backward) in all.
+    /// The number of gradient evaluations (network rows run backward) in all; under the
+    /// exact rule by events, the passes down the network at the ends of the path's stretches
+    /// (one per example, two for a lone example).
     pub gradient_evaluations: usize,
 }
 
