@@ -1,0 +1,277 @@
+//! Per-unit state of the integration by events: lines, sums and the current event's
+//! scratch per layer boundary, switch states, scheduled events, and C through one layer.
+
+use super::stages::Stage;
+use std::cmp::Ordering;
+
+/// One unit's line, sums and scratch, together in memory (an event visits a few hundred
+/// scattered units; with each field in an array of its own, every visit touched a dozen
+/// cache lines).
+#[derive(Clone, Copy)]
+pub(super) struct Unit {
+    /// y = a + s·α on the current piece.
+    pub(super) a: f64,
+    pub(super) s: f64,
+    /// Sums of the magnitudes of everything added into a and s since they were last
+    /// exactly zero: their rounding is a few ε of these.
+    pub(super) mag_a: f64,
+    pub(super) mag_s: f64,
+    /// Conductance flushed so far, and C where it was last flushed.
+    pub(super) cond: f64,
+    pub(super) flushed_at: f64,
+    /// The current event's change of a and s, and the sums of their terms' magnitudes
+    /// (valid when `stamp` is the event's).
+    pub(super) da: f64,
+    pub(super) ds: f64,
+    pub(super) ta: f64,
+    pub(super) ts: f64,
+    pub(super) stamp: u32,
+}
+
+/// The units of one layer boundary, the current event's cone there, and C.
+pub(super) struct Boundary {
+    pub(super) u: Vec<Unit>,
+    /// The current event's cone: units whose line changes.
+    pub(super) cone: Vec<u32>,
+    /// C (on the cone during an event; everywhere at the end).
+    pub(super) cum: Vec<f64>,
+}
+
+/// Values and slopes of one boundary, as plain arrays (for the first pass at α₀).
+pub(super) struct Dense {
+    pub(super) a: Vec<f64>,
+    pub(super) s: Vec<f64>,
+    pub(super) mag_a: Vec<f64>,
+    pub(super) mag_s: Vec<f64>,
+}
+
+impl Dense {
+    pub(super) fn new(units: usize) -> Self {
+        Dense {
+            a: vec![0.0; units],
+            s: vec![0.0; units],
+            mag_a: vec![0.0; units],
+            mag_s: vec![0.0; units],
+        }
+    }
+}
+
+impl Boundary {
+    pub(super) fn new(units: usize) -> Self {
+        let unit = Unit {
+            a: 0.0,
+            s: 0.0,
+            mag_a: 0.0,
+            mag_s: 0.0,
+            cond: 0.0,
+            flushed_at: 0.0,
+            da: 0.0,
+            ds: 0.0,
+            ta: 0.0,
+            ts: 0.0,
+            stamp: u32::MAX,
+        };
+        Boundary {
+            u: vec![unit; units],
+            cone: Vec::new(),
+            cum: vec![0.0; units],
+        }
+    }
+
+    /// Adds (da, ds) to unit v's change in the current cone (`ev`), joining it if new.
+    #[inline(always)]
+    pub(super) fn add(&mut self, ev: u32, v: usize, da: f64, ds: f64) {
+        let unit = &mut self.u[v];
+        if unit.stamp != ev {
+            unit.stamp = ev;
+            self.cone.push(v as u32);
+            (unit.da, unit.ds, unit.ta, unit.ts) = (0.0, 0.0, 0.0, 0.0);
+        }
+        unit.da += da;
+        unit.ds += ds;
+        unit.ta += da.abs();
+        unit.ts += ds.abs();
+    }
+}
+
+/// The state of a rectifier or max-pool layer.
+pub(super) struct Switches {
+    /// Rectifier: whether input unit u is on the positive side. Max pool: unused.
+    pub(super) on: Vec<bool>,
+    /// Max pool: each window's winning input unit.
+    pub(super) winner: Vec<u32>,
+    /// Per input unit: C below it at its last switch, less what `anchor` adds back.
+    pub(super) base: Vec<f64>,
+    /// Per output unit: C above it at its last switch.
+    pub(super) anchor: Vec<f64>,
+    /// Per output unit: the current event's version (older heap entries are stale).
+    pub(super) version: Vec<u32>,
+    /// Small layers keep each unit's next event here and are scanned for the earliest,
+    /// instead of going through the heap (their units are rescheduled by almost every
+    /// event): α (∞ for none) and, for a window, the new winner.
+    pub(super) scanned: bool,
+    pub(super) when: Vec<f64>,
+    pub(super) to: Vec<u32>,
+    /// Per output unit: the last event that rescheduled it.
+    pub(super) seen: Vec<u32>,
+}
+
+/// Layers of at most this many switches are [`Switches::scanned`].
+pub(super) const SCAN_MAX: usize = 256;
+
+impl Switches {
+    pub(super) fn new(on: Vec<bool>, winner: Vec<u32>, inputs: usize, outputs: usize) -> Self {
+        let scanned = outputs <= SCAN_MAX;
+        Switches {
+            on,
+            winner,
+            base: vec![0.0; inputs],
+            anchor: vec![0.0; outputs],
+            version: vec![0; outputs],
+            scanned,
+            when: if scanned {
+                vec![f64::INFINITY; outputs]
+            } else {
+                Vec::new()
+            },
+            to: if scanned {
+                vec![0; outputs]
+            } else {
+                Vec::new()
+            },
+            seen: vec![u32::MAX; outputs],
+        }
+    }
+}
+
+/// A scheduled kink: `unit` of layer `stage` switches at `alpha` (to `to`, for a window).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Event {
+    pub(super) alpha: f64,
+    pub(super) stage: u32,
+    pub(super) unit: u32,
+    pub(super) version: u32,
+    pub(super) to: u32,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Event {}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Event {
+    /// Reversed, so that the heap pops the smallest α first (then the lowest layer).
+    /// Events are scheduled at α ≥ 0 (never NaN), whose bit patterns order as the
+    /// numbers do; the keys compare as two integers.
+    #[inline]
+    fn cmp(&self, other: &Self) -> Ordering {
+        let key = |e: &Event| {
+            (
+                e.alpha.to_bits(),
+                (u64::from(e.stage) << 32) | u64::from(e.unit),
+            )
+        };
+        key(other)
+            .cmp(&key(self))
+            .then(other.version.cmp(&self.version))
+    }
+}
+
+/// `value`, the sum of terms of total magnitude `magnitude`, and that magnitude; both
+/// zero when the value is within rounding of zero (16 ε of the magnitude).
+#[inline]
+pub(super) fn settle(value: f64, magnitude: f64) -> (f64, f64) {
+    if value.abs() <= 16.0 * f64::EPSILON * magnitude {
+        (0.0, 0.0)
+    } else {
+        (value, magnitude)
+    }
+}
+
+/// Relative difference below which two max-pool candidates' lines count as one line.
+///
+/// Lines that a forward pass computes equal (units fed the same way, e.g. two positions
+/// whose inputs all switched off, left with the same bias) reach the events as sums of
+/// different increments, equal only to rounding. Their tie goes to the first candidate, as
+/// in the max-pool kernel; without this tolerance it would go to whichever rounding
+/// favours, and tied candidates could swap back and forth at spurious kinks.
+pub(super) const TIE: f64 = 1.0 / (1u64 << 36) as f64;
+
+/// Whether lines a₁ + s₁α and a₂ + s₂α are the same up to [`TIE`] of their size.
+#[inline]
+pub(super) fn same_line(a1: f64, s1: f64, a2: f64, s2: f64) -> bool {
+    let size = a1.abs().max(a2.abs()).max(s1.abs()).max(s2.abs());
+    (a1 - a2).abs() <= TIE * size && (s1 - s2).abs() <= TIE * size
+}
+
+/// Σ aᵢbᵢ in four running sums (so that the loop vectorises).
+#[inline]
+pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0; 4];
+    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = a4
+        .remainder()
+        .iter()
+        .zip(b4.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a4.zip(b4) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// C at input unit `u` of `stage`, from C at the stage's outputs (`above.cum`, read only
+/// where `u` feeds them).
+#[inline]
+pub(super) fn cum_below(stage: &Stage, sw: Option<&Switches>, above: &Boundary, u: usize) -> f64 {
+    match stage {
+        Stage::Identity => above.cum[u],
+        Stage::Linear { inp, out, wt, .. } => {
+            let (r, k) = (u / inp, u % inp);
+            dot(
+                &wt[k * out..(k + 1) * out],
+                &above.cum[r * out..(r + 1) * out],
+            )
+        }
+        Stage::Conv(cv) => {
+            let mut acc = 0.0;
+            cv.for_each_output(u, |v, w| acc += w * above.cum[v]);
+            acc
+        }
+        Stage::Diagonal { scale, .. } => scale[u] * above.cum[u],
+        Stage::Sparse {
+            start, rows, vals, ..
+        } => (start[u]..start[u + 1])
+            .map(|k| vals[k] * above.cum[rows[k] as usize])
+            .sum(),
+        Stage::Rectifier { .. } => {
+            let sw = sw.expect("rectifier state");
+            let m = stage.slope(u, sw.on[u]);
+            if m == 0.0 {
+                sw.base[u]
+            } else {
+                sw.base[u] + m * (above.cum[u] - sw.anchor[u])
+            }
+        }
+        Stage::MaxPool(win) => {
+            let sw = sw.expect("max-pool state");
+            let mut c = sw.base[u];
+            for &w in &win.of[win.of_start[u]..win.of_start[u + 1]] {
+                let w = w as usize;
+                if sw.winner[w] as usize == u {
+                    c += above.cum[w] - sw.anchor[w];
+                }
+            }
+            c
+        }
+    }
+}

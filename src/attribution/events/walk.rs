@@ -1,0 +1,631 @@
+//! One stretch of one example's path, integrated by events: the first pass at α₀, each
+//! event's way up and down its cone, and the last pass at α₁.
+
+use super::stages::Stage;
+use super::state::{cum_below, same_line, settle, Boundary, Dense, Event, Switches};
+use crate::{bail, Result};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// One stretch [α₀, α₁] of one example's path, integrated by events.
+pub(super) struct Walk<'a> {
+    stages: &'a [Stage],
+    bounds: Vec<Boundary>,
+    switches: Vec<Option<Switches>>,
+    heap: BinaryHeap<Event>,
+    alpha0: f64,
+    alpha1: f64,
+    /// The current α.
+    alpha: f64,
+    target: usize,
+    /// Events taken so far (the cone stamp).
+    events: u32,
+}
+
+impl<'a> Walk<'a> {
+    /// A walk of the stretch [α₀, α₁] towards output unit `target`, for boundaries of
+    /// `sizes` units (the input's, then each stage's output); [`Self::start`] fills it.
+    pub(super) fn new(
+        stages: &'a [Stage],
+        sizes: &[usize],
+        target: usize,
+        [alpha0, alpha1]: [f64; 2],
+    ) -> Self {
+        Walk {
+            stages,
+            bounds: sizes.iter().map(|&n| Boundary::new(n)).collect(),
+            switches: stages.iter().map(|_| None).collect(),
+            heap: BinaryHeap::new(),
+            alpha0,
+            alpha1,
+            alpha: alpha0,
+            target,
+            events: 0,
+        }
+    }
+
+    /// Every switch's state (rectifier side, window winner), to tell whether two stretches
+    /// meet at a kink.
+    pub(super) fn states(&self) -> Vec<u32> {
+        self.switches
+            .iter()
+            .flatten()
+            .flat_map(|sw| {
+                sw.on
+                    .iter()
+                    .map(|&on| on as u32)
+                    .chain(sw.winner.iter().copied())
+            })
+            .collect()
+    }
+
+    /// The current slope of rectifier unit `u` of layer `stage`.
+    fn rectifier_slope(&self, stage: usize, u: usize) -> f64 {
+        let on = self.switches[stage].as_ref().is_some_and(|sw| sw.on[u]);
+        self.stages[stage].slope(u, on)
+    }
+
+    /// Schedules unit (rectifier) or window (max pool) `u` of layer `stage` from the
+    /// current values below it.
+    fn schedule(&mut self, stage: usize, u: usize) {
+        let below = &self.bounds[stage];
+        let Some(sw) = self.switches[stage].as_mut() else {
+            return;
+        };
+        sw.version[u] = sw.version[u].wrapping_add(1);
+        let version = sw.version[u];
+        let next = || -> Option<(f64, u32)> {
+            Some(match &self.stages[stage] {
+                Stage::Rectifier { .. } => {
+                    let (a, s) = (below.u[u].a, below.u[u].s);
+                    if sw.on[u] && a == 0.0 && s == 0.0 {
+                        // Zero all along the piece: the slope at 0 is the negative side's,
+                        // as in the ReLU op.
+                        (f64::NEG_INFINITY, 0)
+                    } else if if sw.on[u] { s < 0.0 } else { s > 0.0 } {
+                        (-a / s, 0)
+                    } else {
+                        return None;
+                    }
+                }
+                Stage::MaxPool(win) => {
+                    let p = sw.winner[u] as usize;
+                    let (ap, sp) = (below.u[p].a, below.u[p].s);
+                    let mut best: Option<(f64, f64, u32)> = None;
+                    for &c in &win.cand[win.start[u]..win.start[u + 1]] {
+                        let (ac, sc) = (below.u[c as usize].a, below.u[c as usize].s);
+                        // An identical line earlier in the window wins the tie at once, as
+                        // the first maximum does in the max-pool kernel (candidates are in
+                        // window order, so a lower unit comes first).
+                        let t = if c as usize == p {
+                            continue;
+                        } else if same_line(ac, sc, ap, sp) {
+                            if (c as usize) < p {
+                                f64::NEG_INFINITY
+                            } else {
+                                continue;
+                            }
+                        } else if sc.partial_cmp(&sp) == Some(Ordering::Greater) {
+                            (ap - ac) / (sc - sp)
+                        } else {
+                            continue;
+                        };
+                        let better = match best {
+                            None => true,
+                            Some((bt, bs, _)) => t < bt || (t == bt && sc > bs),
+                        };
+                        if better {
+                            best = Some((t, sc, c));
+                        }
+                    }
+                    let (t, _, c) = best?;
+                    (t, c)
+                }
+                _ => return None,
+            })
+        };
+        let (when, to) = next().unwrap_or((f64::INFINITY, 0));
+        let alpha = if when.is_nan() {
+            f64::INFINITY
+        } else {
+            when.max(self.alpha)
+        };
+        if sw.scanned {
+            sw.when[u] = alpha;
+            sw.to[u] = to;
+        } else if alpha < self.alpha1 {
+            self.heap.push(Event {
+                alpha,
+                stage: stage as u32,
+                unit: u as u32,
+                version,
+                to,
+            });
+        }
+    }
+
+    /// The earliest event (from the heap, or a scanned layer), removed; `None` when no
+    /// switch changes before α₁.
+    pub(super) fn next_event(&mut self) -> Option<Event> {
+        // Drop stale heap entries.
+        while let Some(top) = self.heap.peek() {
+            let current = self.switches[top.stage as usize]
+                .as_ref()
+                .is_some_and(|s| s.version[top.unit as usize] == top.version);
+            if current {
+                break;
+            }
+            self.heap.pop();
+        }
+        let mut best = self.heap.peek().copied();
+        let mut from_heap = best.is_some();
+        for (stage, sw) in self.switches.iter().enumerate() {
+            let Some(sw) = sw.as_ref().filter(|sw| sw.scanned) else {
+                continue;
+            };
+            for (u, &alpha) in sw.when.iter().enumerate() {
+                if alpha >= self.alpha1 {
+                    continue;
+                }
+                let ev = Event {
+                    alpha,
+                    stage: stage as u32,
+                    unit: u as u32,
+                    version: sw.version[u],
+                    to: sw.to[u],
+                };
+                // `Event`'s order is reversed (for the max-heap): greater is earlier.
+                if best.is_none_or(|b| ev > b) {
+                    best = Some(ev);
+                    from_heap = false;
+                }
+            }
+        }
+        if from_heap {
+            self.heap.pop();
+        }
+        best
+    }
+
+    /// Values, slopes and switches at α₀, from the input's.
+    pub(super) fn start(&mut self, x: &[f64], baseline: &[f64]) -> Result<()> {
+        let alpha0 = self.alpha0;
+        let mut dense: Vec<Dense> = self.bounds.iter().map(|b| Dense::new(b.u.len())).collect();
+        {
+            let b0 = &mut dense[0];
+            b0.a.copy_from_slice(baseline);
+            for ((s, &xv), &bv) in b0.s.iter_mut().zip(x).zip(baseline) {
+                *s = xv - bv;
+            }
+            for u in 0..b0.a.len() {
+                (b0.mag_a[u], b0.mag_s[u]) = (b0.a[u].abs(), b0.s[u].abs());
+            }
+        }
+        for (i, stage) in self.stages.iter().enumerate() {
+            let (lower, upper) = dense.split_at_mut(i + 1);
+            let (below, above) = (&lower[i], &mut upper[0]);
+            match stage {
+                Stage::Identity => {
+                    above.a.copy_from_slice(&below.a);
+                    above.s.copy_from_slice(&below.s);
+                    above.mag_a.copy_from_slice(&below.mag_a);
+                    above.mag_s.copy_from_slice(&below.mag_s);
+                }
+                Stage::Linear { inp, out, wt, bias } => {
+                    for (r, (xa, xs)) in below
+                        .mag_a
+                        .chunks(*inp)
+                        .zip(below.mag_s.chunks(*inp))
+                        .enumerate()
+                    {
+                        let (ya, ys) = (
+                            &mut above.mag_a[r * out..(r + 1) * out],
+                            &mut above.mag_s[r * out..(r + 1) * out],
+                        );
+                        ya.iter_mut().zip(bias).for_each(|(y, b)| *y = b.abs());
+                        ys.fill(0.0);
+                        for k in 0..*inp {
+                            let col = &wt[k * out..(k + 1) * out];
+                            let (va, vs) = (xa[k], xs[k]);
+                            for ((ya, ys), &w) in ya.iter_mut().zip(ys.iter_mut()).zip(col) {
+                                *ya += w.abs() * va;
+                                *ys += w.abs() * vs;
+                            }
+                        }
+                    }
+                    for (r, (xa, xs)) in below.a.chunks(*inp).zip(below.s.chunks(*inp)).enumerate()
+                    {
+                        let (ya, ys) = (
+                            &mut above.a[r * out..(r + 1) * out],
+                            &mut above.s[r * out..(r + 1) * out],
+                        );
+                        ya.copy_from_slice(bias);
+                        ys.fill(0.0);
+                        for k in 0..*inp {
+                            let col = &wt[k * out..(k + 1) * out];
+                            let (va, vs) = (xa[k], xs[k]);
+                            for ((ya, ys), &w) in ya.iter_mut().zip(ys.iter_mut()).zip(col) {
+                                *ya += w * va;
+                                *ys += w * vs;
+                            }
+                        }
+                    }
+                }
+                Stage::Conv(cv) => {
+                    for (o, (ya, ys)) in above
+                        .a
+                        .chunks_mut(cv.out_plane)
+                        .zip(above.s.chunks_mut(cv.out_plane))
+                        .enumerate()
+                    {
+                        ya.fill(cv.bias[o]);
+                        ys.fill(0.0);
+                    }
+                    for (o, m) in above.mag_a.chunks_mut(cv.out_plane).enumerate() {
+                        m.fill(cv.bias[o].abs());
+                    }
+                    above.mag_s.fill(0.0);
+                    for u in 0..below.a.len() {
+                        let (va, vs) = (below.a[u], below.s[u]);
+                        if va == 0.0 && vs == 0.0 {
+                            continue;
+                        }
+                        let (ma, ms) = (below.mag_a[u], below.mag_s[u]);
+                        cv.for_each_output(u, |v, w| {
+                            above.a[v] += w * va;
+                            above.s[v] += w * vs;
+                            above.mag_a[v] += w.abs() * ma;
+                            above.mag_s[v] += w.abs() * ms;
+                        });
+                    }
+                }
+                Stage::Diagonal { scale, shift } => {
+                    for u in 0..below.a.len() {
+                        above.a[u] = scale[u] * below.a[u] + shift[u];
+                        above.s[u] = scale[u] * below.s[u];
+                        above.mag_a[u] = scale[u].abs() * below.mag_a[u] + shift[u].abs();
+                        above.mag_s[u] = scale[u].abs() * below.mag_s[u];
+                    }
+                }
+                Stage::Sparse {
+                    start,
+                    rows,
+                    vals,
+                    bias,
+                } => {
+                    above.a.copy_from_slice(bias);
+                    above.s.fill(0.0);
+                    above
+                        .mag_a
+                        .iter_mut()
+                        .zip(bias)
+                        .for_each(|(m, b)| *m = b.abs());
+                    above.mag_s.fill(0.0);
+                    for u in 0..below.a.len() {
+                        for k in start[u]..start[u + 1] {
+                            let v = rows[k] as usize;
+                            above.a[v] += vals[k] * below.a[u];
+                            above.s[v] += vals[k] * below.s[u];
+                            above.mag_a[v] += vals[k].abs() * below.mag_a[u];
+                            above.mag_s[v] += vals[k].abs() * below.mag_s[u];
+                        }
+                    }
+                }
+                Stage::Rectifier { .. } => {
+                    let mut on = vec![false; below.a.len()];
+                    for (u, on) in on.iter_mut().enumerate() {
+                        let (a, s) = (below.a[u], below.s[u]);
+                        let v = a + s * alpha0;
+                        *on = v > 0.0 || (v == 0.0 && s > 0.0);
+                        let m = stage.slope(u, *on);
+                        above.a[u] = m * a;
+                        above.s[u] = m * s;
+                        above.mag_a[u] = m.abs() * below.mag_a[u];
+                        above.mag_s[u] = m.abs() * below.mag_s[u];
+                    }
+                    self.switches[i] =
+                        Some(Switches::new(on, Vec::new(), below.a.len(), above.a.len()));
+                }
+                Stage::MaxPool(win) => {
+                    let mut winner = vec![0u32; above.a.len()];
+                    for (w, slot) in winner.iter_mut().enumerate() {
+                        let cands = &win.cand[win.start[w]..win.start[w + 1]];
+                        let mut best = cands[0] as usize;
+                        for &c in &cands[1..] {
+                            let c = c as usize;
+                            let (vc, vb) = (
+                                below.a[c] + below.s[c] * alpha0,
+                                below.a[best] + below.s[best] * alpha0,
+                            );
+                            let tied =
+                                same_line(below.a[c], below.s[c], below.a[best], below.s[best]);
+                            if !tied && (vc > vb || (vc == vb && below.s[c] > below.s[best])) {
+                                best = c;
+                            }
+                        }
+                        *slot = best as u32;
+                        above.a[w] = below.a[best];
+                        above.s[w] = below.s[best];
+                        above.mag_a[w] = below.mag_a[best];
+                        above.mag_s[w] = below.mag_s[best];
+                    }
+                    self.switches[i] = Some(Switches::new(
+                        Vec::new(),
+                        winner,
+                        below.a.len(),
+                        above.a.len(),
+                    ));
+                }
+            }
+            if let Some(bad) = above
+                .a
+                .iter()
+                .zip(&above.s)
+                .position(|(a, s)| !a.is_finite() || !s.is_finite())
+            {
+                bail!("--rule exact: layer {i} is not finite at unit {bad}");
+            }
+        }
+        for (b, d) in self.bounds.iter_mut().zip(&dense) {
+            for (v, unit) in b.u.iter_mut().enumerate() {
+                (unit.a, unit.s) = (d.a[v], d.s[v]);
+                (unit.mag_a, unit.mag_s) = (d.mag_a[v], d.mag_s[v]);
+            }
+        }
+        for i in 0..self.stages.len() {
+            if self.stages[i].piecewise() {
+                for u in 0..self.bounds[i + 1].u.len() {
+                    self.schedule(i, u);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Down the cone of an event at layer `i`, boundary by boundary from the top: C at
+    /// each unit of the cone (at the current α), the conductance flush and the unit's new
+    /// line, then the switches reading that boundary rescheduled.
+    fn update_cone(&mut self, i: usize) {
+        let top = self.stages.len();
+        let elapsed = self.alpha - self.alpha0;
+        for b in (i + 1..=top).rev() {
+            {
+                let (lower, upper) = self.bounds.split_at_mut(b + 1);
+                let here = &mut lower[b];
+                let above = upper.first();
+                let (stage, sw) = (self.stages.get(b), self.switches.get(b));
+                for k in 0..here.cone.len() {
+                    let v = here.cone[k] as usize;
+                    let c = match (above, stage) {
+                        (Some(above), Some(stage)) => {
+                            cum_below(stage, sw.and_then(|s| s.as_ref()), above, v)
+                        }
+                        _ if v == self.target => elapsed,
+                        _ => 0.0,
+                    };
+                    here.cum[v] = c;
+                    let unit = &mut here.u[v];
+                    unit.cond += unit.s * (c - unit.flushed_at);
+                    unit.flushed_at = c;
+                    // What cancels to rounding is zero (e.g. a unit whose inputs all
+                    // switched off): make it exactly zero, as a fresh forward pass
+                    // computes it, so that the kink conventions at zero apply.
+                    (unit.a, unit.mag_a) = settle(unit.a + unit.da, unit.mag_a + unit.ta);
+                    (unit.s, unit.mag_s) = settle(unit.s + unit.ds, unit.mag_s + unit.ts);
+                }
+            }
+            // The switches reading this boundary (layer b's inputs) changed their lines.
+            match self.stages.get(b) {
+                Some(Stage::Rectifier { .. }) => {
+                    for k in 0..self.bounds[b].cone.len() {
+                        let v = self.bounds[b].cone[k] as usize;
+                        self.schedule(b, v);
+                    }
+                }
+                Some(Stage::MaxPool(win)) => {
+                    // Each window once, however many of its candidates changed.
+                    let stamp = self.events;
+                    for k in 0..self.bounds[b].cone.len() {
+                        let v = self.bounds[b].cone[k] as usize;
+                        for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
+                            let w = w as usize;
+                            let sw = self.switches[b].as_mut().expect("max-pool state");
+                            if sw.seen[w] != stamp {
+                                sw.seen[w] = stamp;
+                                self.schedule(b, w);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Takes one event: updates the cone above it and the switch, and reschedules.
+    pub(super) fn take(&mut self, ev: Event) {
+        let i = ev.stage as usize;
+        let u = ev.unit as usize;
+        self.alpha = ev.alpha;
+        self.events = self.events.wrapping_add(1);
+        let stamp = self.events;
+        for b in &mut self.bounds[i + 1..] {
+            b.cone.clear();
+        }
+        // The switch's own change at its output.
+        let (da, ds) = {
+            let below = &self.bounds[i];
+            match &self.stages[i] {
+                stage @ Stage::Rectifier { .. } => {
+                    let on = self.switches[i].as_ref().is_some_and(|s| s.on[u]);
+                    let dm = stage.slope(u, !on) - stage.slope(u, on);
+                    (dm * below.u[u].a, dm * below.u[u].s)
+                }
+                _ => {
+                    let p = self.switches[i].as_ref().map_or(0, |s| s.winner[u]) as usize;
+                    let q = ev.to as usize;
+                    (below.u[q].a - below.u[p].a, below.u[q].s - below.u[p].s)
+                }
+            }
+        };
+        self.bounds[i + 1].add(stamp, u, da, ds);
+        // Up the network: each boundary's cone and changes from the one below.
+        for j in i + 1..self.stages.len() {
+            let (lower, upper) = self.bounds.split_at_mut(j + 1);
+            let (below, above) = (&lower[j], &mut upper[0]);
+            match &self.stages[j] {
+                Stage::Identity => {
+                    for &v in &below.cone {
+                        let v = v as usize;
+                        above.add(stamp, v, below.u[v].da, below.u[v].ds);
+                    }
+                }
+                Stage::Linear { inp, out, wt, .. } => {
+                    // Every output of a row an input changes joins the cone: add whole
+                    // columns of Wᵀ at once.
+                    for &v in &below.cone {
+                        let r = v as usize / inp;
+                        let row = &mut above.u[r * out..(r + 1) * out];
+                        if row[0].stamp != stamp {
+                            for (o, unit) in row.iter_mut().enumerate() {
+                                unit.stamp = stamp;
+                                (unit.da, unit.ds, unit.ta, unit.ts) = (0.0, 0.0, 0.0, 0.0);
+                                above.cone.push((r * out + o) as u32);
+                            }
+                        }
+                        let v = v as usize;
+                        let (da, ds) = (below.u[v].da, below.u[v].ds);
+                        let (ma, ms) = (da.abs(), ds.abs());
+                        let col = &wt[v % inp * out..(v % inp + 1) * out];
+                        for (unit, &w) in row.iter_mut().zip(col) {
+                            unit.da += w * da;
+                            unit.ds += w * ds;
+                            unit.ta += w.abs() * ma;
+                            unit.ts += w.abs() * ms;
+                        }
+                    }
+                }
+                Stage::Conv(cv) => {
+                    for &v in &below.cone {
+                        let v = v as usize;
+                        let (da, ds) = (below.u[v].da, below.u[v].ds);
+                        cv.for_each_output(v, |o, w| above.add(stamp, o, w * da, w * ds));
+                    }
+                }
+                Stage::Diagonal { scale, .. } => {
+                    for &v in &below.cone {
+                        let v = v as usize;
+                        above.add(stamp, v, scale[v] * below.u[v].da, scale[v] * below.u[v].ds);
+                    }
+                }
+                Stage::Sparse {
+                    start, rows, vals, ..
+                } => {
+                    for &v in &below.cone {
+                        let v = v as usize;
+                        for k in start[v]..start[v + 1] {
+                            let w = vals[k];
+                            above.add(
+                                stamp,
+                                rows[k] as usize,
+                                w * below.u[v].da,
+                                w * below.u[v].ds,
+                            );
+                        }
+                    }
+                }
+                stage @ Stage::Rectifier { .. } => {
+                    let sw = self.switches[j].as_ref().expect("rectifier state");
+                    for &v in &below.cone {
+                        let v = v as usize;
+                        let m = stage.slope(v, sw.on[v]);
+                        if m != 0.0 {
+                            above.add(stamp, v, m * below.u[v].da, m * below.u[v].ds);
+                        }
+                    }
+                }
+                Stage::MaxPool(win) => {
+                    let sw = self.switches[j].as_ref().expect("max-pool state");
+                    for &v in &below.cone {
+                        let v = v as usize;
+                        for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
+                            if sw.winner[w as usize] as usize == v {
+                                above.add(stamp, w as usize, below.u[v].da, below.u[v].ds);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // C on the cone, conductance flushed where s changes, the changes applied, and
+        // the switches above rescheduled.
+        self.update_cone(i);
+        // The switch itself.
+        let c_here = self.bounds[i + 1].cum[u];
+        let slope = match &self.stages[i] {
+            Stage::Rectifier { .. } => self.rectifier_slope(i, u),
+            _ => 1.0,
+        };
+        let sw = self.switches[i].as_mut().expect("switch state");
+        let gained = c_here - sw.anchor[u];
+        match &self.stages[i] {
+            Stage::Rectifier { .. } => {
+                sw.base[u] += slope * gained;
+                sw.on[u] = !sw.on[u];
+            }
+            _ => {
+                let p = sw.winner[u] as usize;
+                sw.base[p] += gained;
+                sw.winner[u] = ev.to;
+            }
+        }
+        sw.anchor[u] = c_here;
+        // Reschedule this switch.
+        self.schedule(i, u);
+    }
+
+    /// C everywhere at α₁ and the last conductance flush; returns, per boundary, C(α₁)
+    /// (the integral of ∂F/∂y over the stretch) and each unit's conductance.
+    pub(super) fn finish(mut self) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        self.alpha = self.alpha1;
+        let top = self.stages.len();
+        let elapsed = self.alpha1 - self.alpha0;
+        {
+            let b = &mut self.bounds[top];
+            b.cum.fill(0.0);
+            b.cum[self.target] = elapsed;
+        }
+        for b in (0..top).rev() {
+            let (lower, upper) = self.bounds.split_at_mut(b + 1);
+            let (here, above) = (&mut lower[b], &upper[0]);
+            let stage = &self.stages[b];
+            let sw = self.switches[b].as_ref();
+            match stage {
+                Stage::Conv(cv) => {
+                    // Dense: skip the per-unit closure overhead of `cum_below`.
+                    for u in 0..here.cum.len() {
+                        let mut acc = 0.0;
+                        cv.for_each_output(u, |v, w| acc += w * above.cum[v]);
+                        here.cum[u] = acc;
+                    }
+                }
+                _ => {
+                    for u in 0..here.cum.len() {
+                        here.cum[u] = cum_below(stage, sw, above, u);
+                    }
+                }
+            }
+        }
+        self.bounds
+            .into_iter()
+            .map(|b| {
+                let cond =
+                    b.u.iter()
+                        .zip(&b.cum)
+                        .map(|(unit, &c)| unit.cond + unit.s * (c - unit.flushed_at))
+                        .collect();
+                (b.cum, cond)
+            })
+            .unzip()
+    }
+}
