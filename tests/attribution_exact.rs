@@ -105,47 +105,223 @@ fn events_and_walk(
     (by_events, net.run(&q))
 }
 
+/// The highest max-pool layer some window of which has its two largest candidates equal
+/// (within 1e-12 of their size, and not zero) at α = 0, ¼, ½, ¾ or 1, if any.
+///
+/// Such candidates are on one line along a stretch of the path (the network computes the
+/// same function of the input for both, e.g. after an average pool that sees one input
+/// through different windows). Which of them gets ∂F/∂y is then a convention: the events
+/// give it to the first, as exact arithmetic would; a forward pass at a point compares
+/// two roundings of equal values. Seed 17148300804647570611 (CNN, depth 5): both exact
+/// engines and a 200,000-step midpoint rule agree on every layer's total and on integrated
+/// gradients, but route ∂F/∂y differently below a 3×2 max pool whose candidates all equal
+/// 1.35714 at x' and 1.53749 at x, so per-unit conductances below it differ by up to 3e-3.
+fn tied_max_pool(net: &Net) -> Option<usize> {
+    let shapes = net.model.layer_shapes().unwrap();
+    let mut highest = None;
+    for a in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let point = net
+            .baseline
+            .zip_map(&net.x, |b, x| b + a * (x - b))
+            .unwrap();
+        let outs = net.model.forward_all(&point).unwrap();
+        for (i, spec) in net.layers().iter().enumerate() {
+            let (k, st, pd, dl) = match spec {
+                LayerSpec::MaxPool2d {
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    ..
+                } => (*kernel_size, *stride, *padding, *dilation),
+                LayerSpec::MaxPool1d {
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    ..
+                } => (
+                    [1, *kernel_size],
+                    [1, *stride],
+                    [0, *padding],
+                    [1, *dilation],
+                ),
+                _ => continue,
+            };
+            let input = if i == 0 { &point } else { &outs[i - 1] };
+            let in_shape = if i == 0 {
+                net.model.input_shape().to_vec()
+            } else {
+                shapes[i - 1].clone()
+            };
+            let (c, h, w) = match in_shape.as_slice() {
+                [c, h, w] => (*c, *h, *w),
+                [c, l] => (*c, 1, *l),
+                _ => continue,
+            };
+            let (oh, ow) = match shapes[i].as_slice() {
+                [_, oh, ow] => (*oh, *ow),
+                [_, ol] => (1, *ol),
+                _ => continue,
+            };
+            let per = c * h * w;
+            for e in 0..net.n() {
+                let v = &input.data()[e * per..(e + 1) * per];
+                for ch in 0..c {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let mut cands = Vec::new();
+                            for ky in 0..k[0] {
+                                let y = (oy * st[0] + ky * dl[0]) as isize - pd[0] as isize;
+                                for kx in 0..k[1] {
+                                    let x = (ox * st[1] + kx * dl[1]) as isize - pd[1] as isize;
+                                    if y >= 0 && (y as usize) < h && x >= 0 && (x as usize) < w {
+                                        cands.push(v[(ch * h + y as usize) * w + x as usize]);
+                                    }
+                                }
+                            }
+                            cands.sort_by(|a, b| b.total_cmp(a));
+                            if cands.len() >= 2
+                                && cands[0] != 0.0
+                                && (cands[0] - cands[1]).abs() <= 1e-12 * cands[0].abs()
+                            {
+                                highest = highest.max(Some(i));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    highest
+}
+
+/// The checks of `events_agree_with_the_walk` on one net.
+fn check_events_against_walk(net: &Net) -> Result<(), TestCaseError> {
+    let scale_f = net
+        .model
+        .forward(&net.x)
+        .unwrap()
+        .data()
+        .iter()
+        .chain(net.model.forward(&net.baseline).unwrap().data())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    for method in [
+        Method::IntegratedGradients,
+        Method::Conductance,
+        Method::InternalInfluence,
+    ] {
+        let (ev, walk) = events_and_walk(net, method);
+        let stretches = if net.n() == 1 { 2 } else { net.n() };
+        prop_assert_eq!(
+            ev.gradient_evaluations,
+            stretches,
+            "{} did not run by events\n{:?}",
+            method,
+            net
+        );
+        // Kinks a few 1e-12 apart (switches moved by the same kink, or two windows sharing
+        // a pair of candidates) are one piece or several depending on rounding: the walk
+        // merges kinks closer than 1.5e-12 after locating them layer by layer, the events
+        // locate each from its own line. Seed 14797836094007884832 (Conv1d, depth 5): a
+        // window's winner change 7e-12 after the ReLU kink that causes it, 21 pieces
+        // against the walk's 20; seed 7993088698144703126 (CNN, depth 4): two windows
+        // switching at one α, which the walk places 3e-12 apart, 20 pieces against 22.
+        // The attributions are equal. So counts must agree to 2 + 2%, except with tied
+        // max-pool candidates (`tied_max_pool`), where the walk also finds kinks wherever
+        // rounding makes their equal lines cross.
+        let tied = tied_max_pool(net);
+        let (pe, pw) = (ev.pieces.clone().unwrap(), walk.pieces.clone().unwrap());
+        prop_assert!(
+            tied.is_some()
+                || pe
+                    .iter()
+                    .zip(&pw)
+                    .all(|(a, b)| a.abs_diff(*b) <= 2 + b / 50),
+            "{} pieces {:?} by events, {:?} by the walk\n{:?}",
+            method,
+            pe,
+            pw,
+            net
+        );
+        prop_assert_eq!(ev.attributions.len(), walk.attributions.len());
+        // Below a max pool with tied candidates, per-unit values are a convention
+        // (see `tied_max_pool`): there, each example's sum is compared instead, which
+        // for integrated gradients and conductance is F(x) − F(x') whatever the
+        // routing; internal influence has no such invariant, and is not compared there.
+        for ((name, a), (wname, b)) in ev.attributions.iter().zip(&walk.attributions) {
+            prop_assert_eq!(name, wname);
+            let index = name.parse::<usize>().ok();
+            let below_tie = tied.is_some_and(|t| index.is_none_or(|i| i < t));
+            if below_tie && method == Method::InternalInfluence {
+                continue;
+            }
+            let (a, b) = if below_tie {
+                let per = a.len() / net.n();
+                let sums = |t: &Tensor<f64>| -> Vec<f64> {
+                    t.data().chunks(per).map(|c| c.iter().sum()).collect()
+                };
+                (sums(a), sums(b))
+            } else {
+                (a.data().to_vec(), b.data().to_vec())
+            };
+            let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let worst = a
+                .iter()
+                .zip(&b)
+                .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+            prop_assert!(
+                worst <= 1e-9 * scale + 1e-12 * scale_f,
+                "{} layer {}: events and walk differ by {:e} (largest |value| {:e}){}\n{:?}",
+                method,
+                name,
+                worst,
+                scale,
+                if below_tie {
+                    " in per-example sums"
+                } else {
+                    ""
+                },
+                net
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The nets behind the exceptions of `check_events_against_walk`, pinned: kinks 7e-12
+/// apart (21 pieces against 20), a max pool with tied candidates, and two windows
+/// switching at one α (20 pieces against 22).
+#[test]
+fn events_agree_with_the_walk_on_the_documented_nets() {
+    for (family, depth, seed) in [
+        (Family::Conv1d, 5, 14797836094007884832),
+        (Family::Cnn, 5, 17148300804647570611),
+        (Family::Cnn, 4, 7993088698144703126),
+    ] {
+        let net = build(Kind::PiecewiseLinear, family, depth, seed);
+        if let Err(e) = check_events_against_walk(&net) {
+            panic!("{e}");
+        }
+    }
+    let tied = build(Kind::PiecewiseLinear, Family::Cnn, 5, 17148300804647570611);
+    assert_eq!(tied_max_pool(&tied), Some(17));
+}
+
 proptest! {
     #![proptest_config(config(1000))]
 
     /// Integration by events (`ExactOptions::events`, the default) against the walk with a
     /// gradient per piece, on 1000 random piecewise-linear networks: integrated gradients and
     /// every layer's conductance and internal influence agree to 1e-9 of the layer's
-    /// largest magnitude (plus 1e-12 of |F(x)| + |F(x')|), and the piece counts to one.
+    /// largest magnitude (plus 1e-12 of |F(x)| + |F(x')|) — unit by unit, except below a
+    /// max pool with tied candidates, where integrated gradients and conductance compare
+    /// per-example sums — and the piece counts to 2 + 2% (without tied candidates).
     /// The events are really used: they report one backward pass per stretch of path
     /// (two for one example, one per example otherwise), the walk one per piece.
     #[test]
     fn events_agree_with_the_walk(net in nets(Kind::PiecewiseLinear)) {
-        let scale_f = net.model.forward(&net.x).unwrap().data().iter()
-            .chain(net.model.forward(&net.baseline).unwrap().data())
-            .fold(0.0f64, |m, v| m.max(v.abs()));
-        for method in [Method::IntegratedGradients, Method::Conductance, Method::InternalInfluence] {
-            let (ev, walk) = events_and_walk(&net, method);
-            let stretches = if net.n() == 1 { 2 } else { net.n() };
-            prop_assert_eq!(ev.gradient_evaluations, stretches, "{} did not run by events\n{:?}", method, net);
-            // Kinks a few 1e-12 apart (two switches moved by the same kink, on nearly
-            // parallel lines) are one piece or two depending on rounding: the walk merges
-            // kinks closer than 1.5e-12 after locating them layer by layer, the events
-            // locate each from its own line. Seed 14797836094007884832 (Conv1d, depth 5):
-            // events find a window's winner change 7e-12 after the ReLU kink that causes
-            // it, 21 pieces against the walk's 20, with equal attributions.
-            let (pe, pw) = (ev.pieces.clone().unwrap(), walk.pieces.clone().unwrap());
-            prop_assert!(
-                pe.iter().zip(&pw).all(|(a, b)| a.abs_diff(*b) <= 1),
-                "{} pieces {:?} by events, {:?} by the walk\n{:?}", method, pe, pw, net
-            );
-            prop_assert_eq!(ev.attributions.len(), walk.attributions.len());
-            for ((name, a), (wname, b)) in ev.attributions.iter().zip(&walk.attributions) {
-                prop_assert_eq!(name, wname);
-                let scale = b.data().iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                let worst = a.data().iter().zip(b.data()).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
-                prop_assert!(
-                    worst <= 1e-9 * scale + 1e-12 * scale_f,
-                    "{} layer {}: events and walk differ by {:e} (largest |value| {:e})\n{:?}",
-                    method, name, worst, scale, net
-                );
-            }
-        }
+        check_events_against_walk(&net)?;
     }
 }
 

@@ -636,12 +636,11 @@ pub(super) fn attribute_examples<T: Float>(
                 })
                 .collect();
             pieces = Some(integrals.iter().map(|e| e.pieces).collect());
-            // Each stretch of a path ends with one pass down the network.
-            let stretches = if n == 1 { 2 } else { n };
             from_events = Some(PartSums {
                 accs,
                 neuron_accs: Vec::new(),
-                evaluations: stretches,
+                // One pass down the network per stretch of path.
+                evaluations: integrals.iter().map(|e| e.stretches).sum(),
             });
             Vec::new()
         } else {

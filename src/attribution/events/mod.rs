@@ -44,11 +44,8 @@ pub struct EventIntegrals {
     pub conductance: Vec<Vec<f64>>,
     /// Linear pieces of the path.
     pub pieces: usize,
-}
-
-/// Whether [`integrate`] handles this model (else the exact rule walks it).
-pub fn supports<T: Float>(model: &Model<T>) -> Result<bool> {
-    Ok(stages(model)?.is_some())
+    /// Stretches the path was integrated in (each ends with one pass down the network).
+    pub stretches: usize,
 }
 
 /// One stretch's integrals (influence and conductance per boundary), its kinks strictly
@@ -177,6 +174,7 @@ pub fn integrate<T: Float>(
             influence,
             conductance,
             pieces: kinks + 1,
+            stretches: per_example.len(),
         });
     }
     Ok(Some(out))
