@@ -52,7 +52,7 @@ impl Conv {
 
 /// For each input position along one axis: the (kernel index, output index) pairs with
 /// out·stride − padding + k·dilation = in.
-pub(super) fn taps(
+fn taps(
     len_in: usize,
     len_out: usize,
     k: usize,
@@ -132,16 +132,15 @@ impl Stage {
             _ => 1.0,
         }
     }
-}
 
-impl Stage {
+    /// Whether the layer switches along the path (a rectifier or a max pool).
     pub(super) fn piecewise(&self) -> bool {
         matches!(self, Stage::Rectifier { .. } | Stage::MaxPool(_))
     }
 }
 
 /// Largest number of units any layer boundary may have (unit indices are u32).
-pub(super) const MAX_UNITS: usize = u32::MAX as usize;
+const MAX_UNITS: usize = u32::MAX as usize;
 
 /// The model as stages, or `None` when a layer is not one the events handle.
 pub(super) fn stages<T: Float>(model: &Model<T>) -> Result<Option<Vec<Stage>>> {
@@ -357,15 +356,11 @@ pub(super) fn stages<T: Float>(model: &Model<T>) -> Result<Option<Vec<Stage>>> {
 }
 
 /// Largest Jacobian [`probe`] builds, in entries (inputs × (inputs + outputs)).
-pub(super) const MAX_PROBE: usize = 1 << 22;
+const MAX_PROBE: usize = 1 << 22;
 
 /// Layer `i` (linear, with `units_in` inputs) as the columns of its Jacobian, found by
 /// running it on the unit vectors and on zeros (the bias); `None` if it is too big to probe.
-pub(super) fn probe<T: Float>(
-    model: &Model<T>,
-    i: usize,
-    units_in: usize,
-) -> Result<Option<Stage>> {
+fn probe<T: Float>(model: &Model<T>, i: usize, units_in: usize) -> Result<Option<Stage>> {
     let shapes = model.layer_shapes()?;
     let units_out: usize = shapes[i].iter().product();
     if units_in.saturating_mul(units_in.saturating_add(units_out)) > MAX_PROBE {
@@ -406,7 +401,7 @@ pub(super) fn probe<T: Float>(
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn conv(
+fn conv(
     [c_in, h, w]: [usize; 3],
     [c_out, oh, ow]: [usize; 3],
     [kh, kw]: [usize; 2],
@@ -449,7 +444,7 @@ pub(super) fn conv(
     })
 }
 
-pub(super) fn windows(
+fn windows(
     [c, h, w]: [usize; 3],
     [oh, ow]: [usize; 2],
     [kh, kw]: [usize; 2],

@@ -59,12 +59,6 @@ impl<'a> Walk<'a> {
             .collect()
     }
 
-    /// The current slope of rectifier unit `u` of layer `stage`.
-    fn rectifier_slope(&self, stage: usize, u: usize) -> f64 {
-        let on = self.switches[stage].as_ref().is_some_and(|sw| sw.on[u]);
-        self.stages[stage].slope(u, on)
-    }
-
     /// Schedules unit (rectifier) or window (max pool) `u` of layer `stage` from the
     /// current values below it.
     fn schedule(&mut self, stage: usize, u: usize) {
@@ -562,15 +556,11 @@ impl<'a> Walk<'a> {
         self.update_cone(i);
         // The switch itself.
         let c_here = self.bounds[i + 1].cum[u];
-        let slope = match &self.stages[i] {
-            Stage::Rectifier { .. } => self.rectifier_slope(i, u),
-            _ => 1.0,
-        };
         let sw = self.switches[i].as_mut().expect("switch state");
         let gained = c_here - sw.anchor[u];
         match &self.stages[i] {
-            Stage::Rectifier { .. } => {
-                sw.base[u] += slope * gained;
+            stage @ Stage::Rectifier { .. } => {
+                sw.base[u] += stage.slope(u, sw.on[u]) * gained;
                 sw.on[u] = !sw.on[u];
             }
             _ => {
@@ -598,22 +588,9 @@ impl<'a> Walk<'a> {
         for b in (0..top).rev() {
             let (lower, upper) = self.bounds.split_at_mut(b + 1);
             let (here, above) = (&mut lower[b], &upper[0]);
-            let stage = &self.stages[b];
-            let sw = self.switches[b].as_ref();
-            match stage {
-                Stage::Conv(cv) => {
-                    // Dense: skip the per-unit closure overhead of `cum_below`.
-                    for u in 0..here.cum.len() {
-                        let mut acc = 0.0;
-                        cv.for_each_output(u, |v, w| acc += w * above.cum[v]);
-                        here.cum[u] = acc;
-                    }
-                }
-                _ => {
-                    for u in 0..here.cum.len() {
-                        here.cum[u] = cum_below(stage, sw, above, u);
-                    }
-                }
+            let (stage, sw) = (&self.stages[b], self.switches[b].as_ref());
+            for u in 0..here.cum.len() {
+                here.cum[u] = cum_below(stage, sw, above, u);
             }
         }
         self.bounds
