@@ -229,49 +229,65 @@ pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
-/// C at input unit `u` of `stage`, from C at the stage's outputs (`above.cum`, read only
-/// where `u` feeds them).
-#[inline]
-pub(super) fn cum_below(stage: &Stage, sw: Option<&Switches>, above: &Boundary, u: usize) -> f64 {
+/// C at the input units `units` of `stage` (written to `cum`), from C at the stage's
+/// outputs (`above.cum`, read only where those units feed them). The stage is matched
+/// once, not per unit.
+pub(super) fn cum_below(
+    stage: &Stage,
+    sw: Option<&Switches>,
+    above: &Boundary,
+    units: impl Iterator<Item = usize>,
+    cum: &mut [f64],
+) {
+    let up = &above.cum;
     match stage {
-        Stage::Identity => above.cum[u],
+        Stage::Identity => units.for_each(|u| cum[u] = up[u]),
         Stage::Linear { inp, out, wt, .. } => {
-            let (r, k) = (u / inp, u % inp);
-            dot(
-                &wt[k * out..(k + 1) * out],
-                &above.cum[r * out..(r + 1) * out],
-            )
+            for u in units {
+                let (r, k) = (u / inp, u % inp);
+                cum[u] = dot(&wt[k * out..(k + 1) * out], &up[r * out..(r + 1) * out]);
+            }
         }
         Stage::Conv(cv) => {
-            let mut acc = 0.0;
-            cv.for_each_output(u, |v, w| acc += w * above.cum[v]);
-            acc
+            for u in units {
+                let mut acc = 0.0;
+                cv.for_each_output(u, |v, w| acc += w * up[v]);
+                cum[u] = acc;
+            }
         }
-        Stage::Diagonal { scale, .. } => scale[u] * above.cum[u],
+        Stage::Diagonal { scale, .. } => units.for_each(|u| cum[u] = scale[u] * up[u]),
         Stage::Sparse {
             start, rows, vals, ..
-        } => (start[u]..start[u + 1])
-            .map(|k| vals[k] * above.cum[rows[k] as usize])
-            .sum(),
+        } => {
+            for u in units {
+                cum[u] = (start[u]..start[u + 1])
+                    .map(|k| vals[k] * up[rows[k] as usize])
+                    .sum();
+            }
+        }
         Stage::Rectifier { .. } => {
             let sw = sw.expect("rectifier state");
-            let m = stage.slope(u, sw.on[u]);
-            if m == 0.0 {
-                sw.base[u]
-            } else {
-                sw.base[u] + m * (above.cum[u] - sw.anchor[u])
+            for u in units {
+                let m = stage.slope(u, sw.on[u]);
+                cum[u] = if m == 0.0 {
+                    sw.base[u]
+                } else {
+                    sw.base[u] + m * (up[u] - sw.anchor[u])
+                };
             }
         }
         Stage::MaxPool(win) => {
             let sw = sw.expect("max-pool state");
-            let mut c = sw.base[u];
-            for &w in &win.of[win.of_start[u]..win.of_start[u + 1]] {
-                let w = w as usize;
-                if sw.winner[w] as usize == u {
-                    c += above.cum[w] - sw.anchor[w];
+            for u in units {
+                let mut c = sw.base[u];
+                for &w in &win.of[win.of_start[u]..win.of_start[u + 1]] {
+                    let w = w as usize;
+                    if sw.winner[w] as usize == u {
+                        c += up[w] - sw.anchor[w];
+                    }
                 }
+                cum[u] = c;
             }
-            c
         }
     }
 }

@@ -1,11 +1,16 @@
 //! One stretch of one example's path, integrated by events: the first pass at α₀, each
 //! event's way up and down its cone, and the last pass at α₁.
 
-use super::stages::Stage;
+use super::stages::{Stage, Windows};
 use super::state::{cum_below, same_line, settle, Boundary, Dense, Event, Switches};
 use crate::{bail, Result};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+
+/// A line whose value at α₁ is still on its side of the crossing by more than this much
+/// of the size of its terms crosses after α₁ (the division would give at least α₁, with
+/// a wide margin over its rounding), so it is not scheduled.
+const CLEAR: f64 = 1.0 / (1u64 << 30) as f64;
 
 /// One stretch [α₀, α₁] of one example's path, integrated by events.
 pub(super) struct Walk<'a> {
@@ -66,76 +71,15 @@ impl<'a> Walk<'a> {
         let Some(sw) = self.switches[stage].as_mut() else {
             return;
         };
-        sw.version[u] = sw.version[u].wrapping_add(1);
-        let version = sw.version[u];
-        let next = || -> Option<(f64, u32)> {
-            Some(match &self.stages[stage] {
-                Stage::Rectifier { .. } => {
-                    let (a, s) = (below.u[u].a, below.u[u].s);
-                    if sw.on[u] && a == 0.0 && s == 0.0 {
-                        // Zero all along the piece: the slope at 0 is the negative side's,
-                        // as in the ReLU op.
-                        (f64::NEG_INFINITY, 0)
-                    } else if if sw.on[u] { s < 0.0 } else { s > 0.0 } {
-                        (-a / s, 0)
-                    } else {
-                        return None;
-                    }
-                }
-                Stage::MaxPool(win) => {
-                    let p = sw.winner[u] as usize;
-                    let (ap, sp) = (below.u[p].a, below.u[p].s);
-                    let mut best: Option<(f64, f64, u32)> = None;
-                    for &c in &win.cand[win.start[u]..win.start[u + 1]] {
-                        let (ac, sc) = (below.u[c as usize].a, below.u[c as usize].s);
-                        // An identical line earlier in the window wins the tie at once, as
-                        // the first maximum does in the max-pool kernel (candidates are in
-                        // window order, so a lower unit comes first).
-                        let t = if c as usize == p {
-                            continue;
-                        } else if same_line(ac, sc, ap, sp) {
-                            if (c as usize) < p {
-                                f64::NEG_INFINITY
-                            } else {
-                                continue;
-                            }
-                        } else if sc.partial_cmp(&sp) == Some(Ordering::Greater) {
-                            (ap - ac) / (sc - sp)
-                        } else {
-                            continue;
-                        };
-                        let better = match best {
-                            None => true,
-                            Some((bt, bs, _)) => t < bt || (t == bt && sc > bs),
-                        };
-                        if better {
-                            best = Some((t, sc, c));
-                        }
-                    }
-                    let (t, _, c) = best?;
-                    (t, c)
-                }
-                _ => return None,
-            })
+        let next = match &self.stages[stage] {
+            Stage::Rectifier { .. } => {
+                let unit = &below.u[u];
+                rectifier_crossing(unit.a, unit.s, sw.on[u], self.alpha1).map(|t| (t, 0))
+            }
+            Stage::MaxPool(win) => window_crossing(win, below, sw.winner[u], u, self.alpha1),
+            _ => None,
         };
-        let (when, to) = next().unwrap_or((f64::INFINITY, 0));
-        let alpha = if when.is_nan() {
-            f64::INFINITY
-        } else {
-            when.max(self.alpha)
-        };
-        if sw.scanned {
-            sw.when[u] = alpha;
-            sw.to[u] = to;
-        } else if alpha < self.alpha1 {
-            self.heap.push(Event {
-                alpha,
-                stage: stage as u32,
-                unit: u as u32,
-                version,
-                to,
-            });
-        }
+        put(sw, &mut self.heap, [self.alpha, self.alpha1], stage, u, next);
     }
 
     /// The earliest event (from the heap, or a scanned layer), removed; `None` when no
@@ -387,17 +331,24 @@ impl<'a> Walk<'a> {
                 let (lower, upper) = self.bounds.split_at_mut(b + 1);
                 let here = &mut lower[b];
                 let above = upper.first();
-                let (stage, sw) = (self.stages.get(b), self.switches.get(b));
-                for k in 0..here.cone.len() {
-                    let v = here.cone[k] as usize;
-                    let c = match (above, stage) {
-                        (Some(above), Some(stage)) => {
-                            cum_below(stage, sw.and_then(|s| s.as_ref()), above, v)
+                match (above, self.stages.get(b)) {
+                    (Some(above), Some(stage)) => cum_below(
+                        stage,
+                        self.switches[b].as_ref(),
+                        above,
+                        here.cone.iter().map(|&v| v as usize),
+                        &mut here.cum,
+                    ),
+                    _ => {
+                        for &v in &here.cone {
+                            let v = v as usize;
+                            here.cum[v] = if v == self.target { elapsed } else { 0.0 };
                         }
-                        _ if v == self.target => elapsed,
-                        _ => 0.0,
-                    };
-                    here.cum[v] = c;
+                    }
+                }
+                for &v in &here.cone {
+                    let v = v as usize;
+                    let c = here.cum[v];
                     let unit = &mut here.u[v];
                     unit.cond += unit.s * (c - unit.flushed_at);
                     unit.flushed_at = c;
@@ -411,9 +362,14 @@ impl<'a> Walk<'a> {
             // The switches reading this boundary (layer b's inputs) changed their lines.
             match self.stages.get(b) {
                 Some(Stage::Rectifier { .. }) => {
-                    for k in 0..self.bounds[b].cone.len() {
-                        let v = self.bounds[b].cone[k] as usize;
-                        self.schedule(b, v);
+                    let sw = self.switches[b].as_mut().expect("rectifier state");
+                    let here = &self.bounds[b];
+                    for &v in &here.cone {
+                        let v = v as usize;
+                        let unit = &here.u[v];
+                        let next = rectifier_crossing(unit.a, unit.s, sw.on[v], self.alpha1);
+                        let next = next.map(|t| (t, 0));
+                        put(sw, &mut self.heap, [self.alpha, self.alpha1], b, v, next);
                     }
                 }
                 Some(Stage::MaxPool(win)) => {
@@ -588,10 +544,8 @@ impl<'a> Walk<'a> {
         for b in (0..top).rev() {
             let (lower, upper) = self.bounds.split_at_mut(b + 1);
             let (here, above) = (&mut lower[b], &upper[0]);
-            let (stage, sw) = (&self.stages[b], self.switches[b].as_ref());
-            for u in 0..here.cum.len() {
-                here.cum[u] = cum_below(stage, sw, above, u);
-            }
+            let units = 0..here.cum.len();
+            cum_below(&self.stages[b], self.switches[b].as_ref(), above, units, &mut here.cum);
         }
         self.bounds
             .into_iter()
@@ -604,5 +558,107 @@ impl<'a> Walk<'a> {
                 (b.cum, cond)
             })
             .unzip()
+    }
+}
+
+/// When a rectifier's input line a + s·α next crosses zero from its side (`on`: positive),
+/// or `None` if it does not before α₁.
+#[inline]
+fn rectifier_crossing(a: f64, s: f64, on: bool, alpha1: f64) -> Option<f64> {
+    if on && a == 0.0 && s == 0.0 {
+        // Zero all along the piece: the slope at 0 is the negative side's, as in the
+        // ReLU op.
+        Some(f64::NEG_INFINITY)
+    } else if if on { s < 0.0 } else { s > 0.0 } {
+        // Most lines do not reach zero before α₁: tell them by their end value, without
+        // the division.
+        let end = a + s * alpha1;
+        let side = if on { end } else { -end };
+        if side > CLEAR * (a.abs() + s.abs() * alpha1) {
+            return None;
+        }
+        Some(-a / s)
+    } else {
+        None
+    }
+}
+
+/// When max-pool window `u` (now won by input unit `p`) next changes its winner, and to
+/// which unit, or `None` if it does not before α₁.
+fn window_crossing(
+    win: &Windows,
+    below: &Boundary,
+    p: u32,
+    u: usize,
+    alpha1: f64,
+) -> Option<(f64, u32)> {
+    let p = p as usize;
+    let (ap, sp) = (below.u[p].a, below.u[p].s);
+    let mut best: Option<(f64, f64, u32)> = None;
+    for &c in &win.cand[win.start[u]..win.start[u + 1]] {
+        let (ac, sc) = (below.u[c as usize].a, below.u[c as usize].s);
+        // An identical line earlier in the window wins the tie at once, as the first
+        // maximum does in the max-pool kernel (candidates are in window order, so a lower
+        // unit comes first).
+        let t = if c as usize == p {
+            continue;
+        } else if same_line(ac, sc, ap, sp) {
+            if (c as usize) < p {
+                f64::NEG_INFINITY
+            } else {
+                continue;
+            }
+        } else if sc.partial_cmp(&sp) == Some(Ordering::Greater) {
+            // Still below the winner at α₁: no crossing in the stretch.
+            let gap = (ap + sp * alpha1) - (ac + sc * alpha1);
+            let size = ap.abs() + ac.abs() + (sp.abs() + sc.abs()) * alpha1;
+            if gap > CLEAR * size {
+                continue;
+            }
+            (ap - ac) / (sc - sp)
+        } else {
+            continue;
+        };
+        let better = match best {
+            None => true,
+            Some((bt, bs, _)) => t < bt || (t == bt && sc > bs),
+        };
+        if better {
+            best = Some((t, sc, c));
+        }
+    }
+    best.map(|(t, _, c)| (t, c))
+}
+
+/// Records switch `u` of layer `stage`'s next event (`None`: none before α₁), replacing
+/// any earlier one: in the layer's own list if it is scanned, else on the heap (the old
+/// entry goes stale by the version).
+#[inline]
+fn put(
+    sw: &mut Switches,
+    heap: &mut BinaryHeap<Event>,
+    [alpha, alpha1]: [f64; 2],
+    stage: usize,
+    u: usize,
+    next: Option<(f64, u32)>,
+) {
+    sw.version[u] = sw.version[u].wrapping_add(1);
+    let (when, to) = next.unwrap_or((f64::INFINITY, 0));
+    let when = if when.is_nan() {
+        f64::INFINITY
+    } else {
+        when.max(alpha)
+    };
+    if sw.scanned {
+        sw.when[u] = when;
+        sw.to[u] = to;
+    } else if when < alpha1 {
+        heap.push(Event {
+            alpha: when,
+            stage: stage as u32,
+            unit: u as u32,
+            version: sw.version[u],
+            to,
+        });
     }
 }
