@@ -23,6 +23,7 @@
 //!
 //! Everything is computed in f64 (weights cast once), whatever the model's precision.
 
+mod queue;
 mod stages;
 mod state;
 mod walk;

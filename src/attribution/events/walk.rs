@@ -2,10 +2,10 @@
 //! event's way up and down its cone, and the last pass at α₁.
 
 use super::stages::{Stage, Windows};
+use super::queue::Queue;
 use super::state::{cum_below, same_line, settle, Boundary, Dense, Event, Switches};
 use crate::{bail, Result};
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 
 /// A line whose value at α₁ is still on its side of the crossing by more than this much
 /// of the size of its terms crosses after α₁ (the division would give at least α₁, with
@@ -17,7 +17,7 @@ pub(super) struct Walk<'a> {
     stages: &'a [Stage],
     bounds: Vec<Boundary>,
     switches: Vec<Option<Switches>>,
-    heap: BinaryHeap<Event>,
+    queue: Queue,
     alpha0: f64,
     alpha1: f64,
     /// The current α.
@@ -40,7 +40,7 @@ impl<'a> Walk<'a> {
             stages,
             bounds: sizes.iter().map(|&n| Boundary::new(n)).collect(),
             switches: stages.iter().map(|_| None).collect(),
-            heap: BinaryHeap::new(),
+            queue: Queue::new([alpha0, alpha1]),
             alpha0,
             alpha1,
             alpha: alpha0,
@@ -79,24 +79,19 @@ impl<'a> Walk<'a> {
             Stage::MaxPool(win) => window_crossing(win, below, sw.winner[u], u, self.alpha1),
             _ => None,
         };
-        put(sw, &mut self.heap, [self.alpha, self.alpha1], stage, u, next);
+        put(sw, &mut self.queue, [self.alpha, self.alpha1], stage, u, next);
     }
 
     /// The earliest event (from the heap, or a scanned layer), removed; `None` when no
     /// switch changes before α₁.
     pub(super) fn next_event(&mut self) -> Option<Event> {
-        // Drop stale heap entries.
-        while let Some(top) = self.heap.peek() {
-            let current = self.switches[top.stage as usize]
+        let switches = &self.switches;
+        let mut best = self.queue.peek(|e| {
+            switches[e.stage as usize]
                 .as_ref()
-                .is_some_and(|s| s.version[top.unit as usize] == top.version);
-            if current {
-                break;
-            }
-            self.heap.pop();
-        }
-        let mut best = self.heap.peek().copied();
-        let mut from_heap = best.is_some();
+                .is_some_and(|s| s.version[e.unit as usize] == e.version)
+        });
+        let mut from_queue = best.is_some();
         for (stage, sw) in self.switches.iter().enumerate() {
             let Some(sw) = sw.as_ref().filter(|sw| sw.scanned) else {
                 continue;
@@ -112,15 +107,15 @@ impl<'a> Walk<'a> {
                     version: sw.version[u],
                     to: sw.to[u],
                 };
-                // `Event`'s order is reversed (for the max-heap): greater is earlier.
+                // `Event`'s order is reversed: greater is earlier.
                 if best.is_none_or(|b| ev > b) {
                     best = Some(ev);
-                    from_heap = false;
+                    from_queue = false;
                 }
             }
         }
-        if from_heap {
-            self.heap.pop();
+        if from_queue {
+            self.queue.pop_found();
         }
         best
     }
@@ -369,7 +364,7 @@ impl<'a> Walk<'a> {
                         let unit = &here.u[v];
                         let next = rectifier_crossing(unit.a, unit.s, sw.on[v], self.alpha1);
                         let next = next.map(|t| (t, 0));
-                        put(sw, &mut self.heap, [self.alpha, self.alpha1], b, v, next);
+                        put(sw, &mut self.queue, [self.alpha, self.alpha1], b, v, next);
                     }
                 }
                 Some(Stage::MaxPool(win)) => {
@@ -600,21 +595,24 @@ fn window_crossing(
         // An identical line earlier in the window wins the tie at once, as the first
         // maximum does in the max-pool kernel (candidates are in window order, so a lower
         // unit comes first).
-        let t = if c as usize == p {
+        if c as usize == p {
             continue;
-        } else if same_line(ac, sc, ap, sp) {
+        }
+        // Most candidates are still clearly below the winner at α₁: no crossing in the
+        // stretch, and no tie (which needs the two lines within TIE of each other, far
+        // inside CLEAR for α₁ ≥ 2⁻⁵; stretches end at ½ or 1).
+        let gap = (ap + sp * alpha1) - (ac + sc * alpha1);
+        let size = ap.abs() + ac.abs() + (sp.abs() + sc.abs()) * alpha1;
+        if gap > CLEAR * size {
+            continue;
+        }
+        let t = if same_line(ac, sc, ap, sp) {
             if (c as usize) < p {
                 f64::NEG_INFINITY
             } else {
                 continue;
             }
         } else if sc.partial_cmp(&sp) == Some(Ordering::Greater) {
-            // Still below the winner at α₁: no crossing in the stretch.
-            let gap = (ap + sp * alpha1) - (ac + sc * alpha1);
-            let size = ap.abs() + ac.abs() + (sp.abs() + sc.abs()) * alpha1;
-            if gap > CLEAR * size {
-                continue;
-            }
             (ap - ac) / (sc - sp)
         } else {
             continue;
@@ -636,7 +634,7 @@ fn window_crossing(
 #[inline]
 fn put(
     sw: &mut Switches,
-    heap: &mut BinaryHeap<Event>,
+    queue: &mut Queue,
     [alpha, alpha1]: [f64; 2],
     stage: usize,
     u: usize,
@@ -653,7 +651,7 @@ fn put(
         sw.when[u] = when;
         sw.to[u] = to;
     } else if when < alpha1 {
-        heap.push(Event {
+        queue.push(Event {
             alpha: when,
             stage: stage as u32,
             unit: u as u32,

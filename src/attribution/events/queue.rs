@@ -1,0 +1,128 @@
+//! The events still to come in one stretch, kept in buckets by α.
+
+use super::state::Event;
+
+/// Buckets per stretch. Events spread over them (a few thousand per stretch, most of them
+/// going stale before their turn), so that a bucket holds a handful.
+const BUCKETS: usize = 4096;
+
+/// Scheduled events of one stretch [α₀, α₁), in buckets of equal width in α.
+///
+/// A push costs O(1); the earliest event is found by scanning the first non-empty bucket,
+/// dropping the entries that went stale on the way. (A binary heap did the same job with
+/// a sift through its whole depth per pop, and most pops were of stale entries.) The
+/// earliest event is the greatest by [`Event`]'s order, as it was on the heap, so events
+/// come out in the same order.
+pub(super) struct Queue {
+    buckets: Vec<Vec<Event>>,
+    alpha0: f64,
+    /// Buckets per unit of α.
+    scale: f64,
+    /// Every bucket before this one is empty.
+    first: usize,
+    /// Where [`Self::peek`] found the earliest event in bucket `first`.
+    found: usize,
+}
+
+impl Queue {
+    /// An empty queue for events at α in [α₀, α₁).
+    pub(super) fn new([alpha0, alpha1]: [f64; 2]) -> Self {
+        Queue {
+            buckets: (0..BUCKETS).map(|_| Vec::new()).collect(),
+            alpha0,
+            scale: BUCKETS as f64 / (alpha1 - alpha0),
+            first: BUCKETS,
+            found: 0,
+        }
+    }
+
+    /// Adds an event at α in [α₀, α₁).
+    pub(super) fn push(&mut self, ev: Event) {
+        // Monotone in α (a rounded product of a rounded difference), so a bucket's
+        // events all come before the next bucket's; `as` saturates.
+        let b = (((ev.alpha - self.alpha0) * self.scale) as usize).min(BUCKETS - 1);
+        self.buckets[b].push(ev);
+        self.first = self.first.min(b);
+    }
+
+    /// The earliest event that `current` accepts, left in the queue (see
+    /// [`Self::pop_found`]); the entries it rejects on the way are dropped.
+    pub(super) fn peek(&mut self, current: impl Fn(&Event) -> bool) -> Option<Event> {
+        while self.first < BUCKETS {
+            let bucket = &mut self.buckets[self.first];
+            let mut best: Option<usize> = None;
+            let mut k = 0;
+            while k < bucket.len() {
+                if !current(&bucket[k]) {
+                    // The last entry moves to k, and is looked at next.
+                    bucket.swap_remove(k);
+                    continue;
+                }
+                if best.is_none_or(|b| bucket[k] > bucket[b]) {
+                    best = Some(k);
+                }
+                k += 1;
+            }
+            if let Some(b) = best {
+                self.found = b;
+                return Some(bucket[b]);
+            }
+            self.first += 1;
+        }
+        None
+    }
+
+    /// Removes the event the last [`Self::peek`] returned.
+    pub(super) fn pop_found(&mut self) {
+        self.buckets[self.first].swap_remove(self.found);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BinaryHeap;
+
+    proptest! {
+        /// Events come out of the queue in the order a binary heap gives them, stale
+        /// entries (odd versions here) skipped, with pushes between pops at or after the
+        /// last event taken.
+        #[test]
+        fn queue_orders_as_a_heap(
+            first in proptest::collection::vec((0u32..1000, 0u32..4, 0u32..50, 0u32..4), 1..300),
+            later in proptest::collection::vec((0u32..1000, 0u32..4, 0u32..50, 0u32..4), 0..300),
+        ) {
+            let (alpha0, alpha1) = (0.5, 1.0);
+            let event = |(t, stage, unit, version): (u32, u32, u32, u32), from: f64| Event {
+                alpha: from + (alpha1 - from) * f64::from(t) / 1000.0,
+                stage,
+                unit,
+                version,
+                to: 0,
+            };
+            let current = |e: &Event| e.version % 2 == 0;
+            let mut queue = Queue::new([alpha0, alpha1]);
+            let mut heap = BinaryHeap::new();
+            for &e in &first {
+                queue.push(event(e, alpha0));
+                heap.push(event(e, alpha0));
+            }
+            let mut later = later.into_iter();
+            loop {
+                while heap.peek().is_some_and(|e| !current(e)) {
+                    heap.pop();
+                }
+                let want = heap.pop();
+                let got = queue.peek(current);
+                prop_assert_eq!(got.map(|e| (e.alpha, e.stage, e.unit)), want.map(|e| (e.alpha, e.stage, e.unit)));
+                let Some(taken) = got else { break };
+                queue.pop_found();
+                if let Some(e) = later.next() {
+                    queue.push(event(e, taken.alpha));
+                    heap.push(event(e, taken.alpha));
+                }
+            }
+        }
+    }
+}
