@@ -24,6 +24,9 @@ pub(super) struct Conv {
     pub(super) rows_of: Vec<Vec<(usize, usize)>>,
     /// For each input column: the (kernel column, output column) pairs that read it.
     pub(super) cols_of: Vec<Vec<(usize, usize)>>,
+    /// For stride 1 and dilation 1: (input height, output height, kernel height, padding
+    /// of rows, padding of columns), for the passes over whole planes.
+    pub(super) plain: Option<[usize; 5]>,
 }
 
 impl Conv {
@@ -47,6 +50,50 @@ impl Conv {
                 }
             }
         }
+    }
+
+    /// Sets `cum[u]` for every input unit u to Σ w·up[v] over the outputs v it feeds, in the
+    /// order of [`Self::for_each_output`] (so the same sums as unit by unit), for a whole
+    /// layer at once: plane rows at a time, where the convolution has stride 1 and
+    /// dilation 1. Returns false (and does nothing) for other convolutions.
+    pub(super) fn transpose_all(&self, up: &[f64], cum: &mut [f64]) -> bool {
+        let Some([h, oh, kh, pad_h, pad_w]) = self.plain else {
+            return false;
+        };
+        let (w, ow, kw) = (self.in_w, self.out_w, self.kw);
+        cum.fill(0.0);
+        for (c, plane) in cum.chunks_mut(self.in_plane).enumerate() {
+            let (group, cl) = (c / self.in_per_group, c % self.in_per_group);
+            for o in group * self.out_per_group..(group + 1) * self.out_per_group {
+                let src = &up[o * self.out_plane..(o + 1) * self.out_plane];
+                let wbase = (o * self.in_per_group + cl) * self.kernel;
+                // rows_of lists an input's outputs by rising output index, which is by
+                // falling kernel index at stride 1; cols_of likewise.
+                for ky in (0..kh).rev() {
+                    // oy = iy + pad_h − ky in [0, oh).
+                    let iy0 = ky.saturating_sub(pad_h);
+                    let iy1 = (oh + ky).saturating_sub(pad_h).min(h);
+                    for kx in (0..kw).rev() {
+                        let wt = self.weight[wbase + ky * kw + kx];
+                        let ix0 = kx.saturating_sub(pad_w);
+                        let ix1 = (ow + kx).saturating_sub(pad_w).min(w);
+                        if ix0 >= ix1 {
+                            continue;
+                        }
+                        for iy in iy0..iy1 {
+                            let oy = iy + pad_h - ky;
+                            let ox0 = ix0 + pad_w - kx;
+                            let dst = &mut plane[iy * w + ix0..iy * w + ix1];
+                            let src = &src[oy * ow + ox0..oy * ow + ox0 + (ix1 - ix0)];
+                            for (d, &s) in dst.iter_mut().zip(src) {
+                                *d += wt * s;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        true
     }
 }
 
@@ -441,6 +488,9 @@ fn conv(
         bias,
         rows_of: taps(h, oh, kh, stride[0], padding[0], dilation[0]),
         cols_of: taps(w, ow, kw, stride[1], padding[1], dilation[1]),
+        plain: (stride == [1, 1] && dilation == [1, 1]).then_some([
+            h, oh, kh, padding[0], padding[1],
+        ]),
     })
 }
 

@@ -4,33 +4,34 @@
 use super::stages::Stage;
 use std::cmp::Ordering;
 
-/// One unit's line, sums and scratch, together in memory (an event visits a few hundred
-/// scattered units; with each field in an array of its own, every visit touched a dozen
-/// cache lines).
+/// One unit's line, sums and scratch, together in one cache line (an event visits a few
+/// hundred scattered units; with each field in an array of its own, every visit touched
+/// a dozen cache lines).
 #[derive(Clone, Copy)]
+#[repr(C, align(64))]
 pub(super) struct Unit {
     /// y = a + s·α on the current piece.
     pub(super) a: f64,
     pub(super) s: f64,
     /// Sums of the magnitudes of everything added into a and s since they were last
-    /// exactly zero: their rounding is a few ε of these.
+    /// exactly zero: their rounding is a few ε of these. During an event they already
+    /// hold the event's terms, which are added to a and s only at its end.
     pub(super) mag_a: f64,
     pub(super) mag_s: f64,
     /// Conductance flushed so far, and C where it was last flushed.
     pub(super) cond: f64,
     pub(super) flushed_at: f64,
-    /// The current event's change of a and s, and the sums of their terms' magnitudes
-    /// (valid when `stamp` is the event's).
+    /// The current event's change of a and s (valid when the boundary's `stamp` for the
+    /// unit is the event's).
     pub(super) da: f64,
     pub(super) ds: f64,
-    pub(super) ta: f64,
-    pub(super) ts: f64,
-    pub(super) stamp: u32,
 }
 
 /// The units of one layer boundary, the current event's cone there, and C.
 pub(super) struct Boundary {
     pub(super) u: Vec<Unit>,
+    /// Per unit: the last event whose cone it joined.
+    pub(super) stamp: Vec<u32>,
     /// The current event's cone: units whose line changes.
     pub(super) cone: Vec<u32>,
     /// C (on the cone during an event; everywhere at the end).
@@ -67,12 +68,10 @@ impl Boundary {
             flushed_at: 0.0,
             da: 0.0,
             ds: 0.0,
-            ta: 0.0,
-            ts: 0.0,
-            stamp: u32::MAX,
         };
         Boundary {
             u: vec![unit; units],
+            stamp: vec![u32::MAX; units],
             cone: Vec::new(),
             cum: vec![0.0; units],
         }
@@ -82,15 +81,15 @@ impl Boundary {
     #[inline(always)]
     pub(super) fn add(&mut self, ev: u32, v: usize, da: f64, ds: f64) {
         let unit = &mut self.u[v];
-        if unit.stamp != ev {
-            unit.stamp = ev;
+        if self.stamp[v] != ev {
+            self.stamp[v] = ev;
             self.cone.push(v as u32);
-            (unit.da, unit.ds, unit.ta, unit.ts) = (0.0, 0.0, 0.0, 0.0);
+            (unit.da, unit.ds) = (0.0, 0.0);
         }
         unit.da += da;
         unit.ds += ds;
-        unit.ta += da.abs();
-        unit.ts += ds.abs();
+        unit.mag_a += da.abs();
+        unit.mag_s += ds.abs();
     }
 }
 

@@ -350,8 +350,8 @@ impl<'a> Walk<'a> {
                     // What cancels to rounding is zero (e.g. a unit whose inputs all
                     // switched off): make it exactly zero, as a fresh forward pass
                     // computes it, so that the kink conventions at zero apply.
-                    (unit.a, unit.mag_a) = settle(unit.a + unit.da, unit.mag_a + unit.ta);
-                    (unit.s, unit.mag_s) = settle(unit.s + unit.ds, unit.mag_s + unit.ts);
+                    (unit.a, unit.mag_a) = settle(unit.a + unit.da, unit.mag_a);
+                    (unit.s, unit.mag_s) = settle(unit.s + unit.ds, unit.mag_s);
                 }
             }
             // The switches reading this boundary (layer b's inputs) changed their lines.
@@ -431,10 +431,11 @@ impl<'a> Walk<'a> {
                     for &v in &below.cone {
                         let r = v as usize / inp;
                         let row = &mut above.u[r * out..(r + 1) * out];
-                        if row[0].stamp != stamp {
+                        let stamps = &mut above.stamp[r * out..(r + 1) * out];
+                        if stamps[0] != stamp {
+                            stamps.fill(stamp);
                             for (o, unit) in row.iter_mut().enumerate() {
-                                unit.stamp = stamp;
-                                (unit.da, unit.ds, unit.ta, unit.ts) = (0.0, 0.0, 0.0, 0.0);
+                                (unit.da, unit.ds) = (0.0, 0.0);
                                 above.cone.push((r * out + o) as u32);
                             }
                         }
@@ -445,8 +446,8 @@ impl<'a> Walk<'a> {
                         for (unit, &w) in row.iter_mut().zip(col) {
                             unit.da += w * da;
                             unit.ds += w * ds;
-                            unit.ta += w.abs() * ma;
-                            unit.ts += w.abs() * ms;
+                            unit.mag_a += w.abs() * ma;
+                            unit.mag_s += w.abs() * ms;
                         }
                     }
                 }
@@ -539,6 +540,11 @@ impl<'a> Walk<'a> {
         for b in (0..top).rev() {
             let (lower, upper) = self.bounds.split_at_mut(b + 1);
             let (here, above) = (&mut lower[b], &upper[0]);
+            if let Stage::Conv(cv) = &self.stages[b] {
+                if cv.transpose_all(&above.cum, &mut here.cum) {
+                    continue;
+                }
+            }
             let units = 0..here.cum.len();
             cum_below(&self.stages[b], self.switches[b].as_ref(), above, units, &mut here.cum);
         }
