@@ -132,19 +132,33 @@ proptest! {
     /// tangents), for the uniform rules and the exact one.
     #[test]
     fn copied_layer_conductance_equals_the_layer_computed_alone(net in nets(Kind::Any), exact in any::<bool>()) {
-        let mut all = net.request(Method::Conductance);
-        all.steps = 7;
-        if exact {
-            all.exact = Some(ExactOptions::default());
-        }
-        let everything = net.run(&all);
-        for name in net.model.layer_names() {
-            let mut alone = all.clone();
-            alone.layers = LayerSelection::Names(vec![name.clone()]);
-            let single = net.run(&alone);
-            let (a, b) = (everything.get(&name).unwrap(), single.get(&name).unwrap());
-            let bits = |t: &mho::Tensor<f64>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            prop_assert_eq!(bits(a), bits(b), "layer {}\n{:?}", name, net);
-        }
+        copied_equals_alone(&net, exact)?;
     }
+}
+
+fn copied_equals_alone(net: &Net, exact: bool) -> Result<(), TestCaseError> {
+    let mut all = net.request(Method::Conductance);
+    all.steps = 7;
+    if exact {
+        all.exact = Some(ExactOptions::default());
+    }
+    let everything = net.run(&all);
+    for name in net.model.layer_names() {
+        let mut alone = all.clone();
+        alone.layers = LayerSelection::Names(vec![name.clone()]);
+        let single = net.run(&alone);
+        let (a, b) = (everything.get(&name).unwrap(), single.get(&name).unwrap());
+        let bits = |t: &mho::Tensor<f64>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(a), bits(b), "layer {}\n{:?}", name, net);
+    }
+    Ok(())
+}
+
+/// Found by the property test: the events' conductance at a ReLU's output and at its
+/// input differed in the last bit; a ReLU's conductance is now read off its input there
+/// too, whichever layers are requested.
+#[test]
+fn copied_layer_conductance_pinned_exact() {
+    let net = build(Kind::Any, Family::Conv1d, 4, 6139688673009484906);
+    copied_equals_alone(&net, true).unwrap();
 }

@@ -302,6 +302,18 @@ fn units(t: &Tensor<impl Float>, rows: usize) -> usize {
     t.len() / rows.max(1)
 }
 
+/// Whether a layer's units carry exactly the conductance of the units feeding them (see
+/// [`conductance_copies`]).
+fn passes_conductance(spec: &LayerSpec) -> bool {
+    matches!(
+        spec,
+        LayerSpec::ReLU
+            | LayerSpec::Flatten { .. }
+            | LayerSpec::Identity
+            | LayerSpec::Dropout { .. }
+    )
+}
+
 /// For tangent-form conductance: for each requested layer, the requested layer whose
 /// accumulated conductance it equals bit for bit, so that it is copied instead of summed.
 ///
@@ -324,14 +336,7 @@ fn conductance_copies<T: Float>(
                 return None;
             }
             let i = l.index.filter(|&i| i > 0)?;
-            let passes_units = matches!(
-                specs.get(i)?,
-                LayerSpec::ReLU
-                    | LayerSpec::Flatten { .. }
-                    | LayerSpec::Identity
-                    | LayerSpec::Dropout { .. }
-            );
-            if !passes_units {
+            if !passes_conductance(specs.get(i)?) {
                 return None;
             }
             layers.iter().position(|p| p.index == Some(i - 1))
@@ -625,7 +630,16 @@ pub(super) fn attribute_examples<T: Float>(
             let accs = layers
                 .iter()
                 .map(|l| {
-                    let b = l.index.map_or(0, |i| i + 1);
+                    let mut b = l.index.map_or(0, |i| i + 1);
+                    if req.method == Method::Conductance {
+                        // Such a layer's conductance is read off the layer feeding it,
+                        // as in the sweep (`conductance_copies`): the same number,
+                        // summed once, whichever layers are requested.
+                        let specs = &model.architecture().layers;
+                        while b >= 2 && passes_conductance(&specs[b - 1]) {
+                            b -= 1;
+                        }
+                    }
                     integrals
                         .iter()
                         .flat_map(|e| match req.method {

@@ -3,7 +3,7 @@
 //!
 //! Along the straight path every unit's value is affine in α between kinks: y(α) = a + s·α
 //! on the current piece. A kink is an *event*: one rectifier's input crosses zero, or one
-//! max-pool window changes its winner. Events are taken in order of α from a heap; each
+//! max-pool window changes its winner. Events are taken in order of α from a queue; each
 //! one changes (a, s) only in its forward cone (the units above it that it feeds through
 //! active rectifiers and winning candidates), so an event costs the size of that cone, not
 //! a pass through the network. The walk of [`super::exact`] instead runs a forward and a

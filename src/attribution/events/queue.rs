@@ -101,7 +101,7 @@ mod tests {
                 version,
                 to: 0,
             };
-            let current = |e: &Event| e.version % 2 == 0;
+            let current = |e: &Event| e.version.is_multiple_of(2);
             let mut queue = Queue::new([alpha0, alpha1]);
             let mut heap = BinaryHeap::new();
             for &e in &first {

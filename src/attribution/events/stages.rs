@@ -488,9 +488,8 @@ fn conv(
         bias,
         rows_of: taps(h, oh, kh, stride[0], padding[0], dilation[0]),
         cols_of: taps(w, ow, kw, stride[1], padding[1], dilation[1]),
-        plain: (stride == [1, 1] && dilation == [1, 1]).then_some([
-            h, oh, kh, padding[0], padding[1],
-        ]),
+        plain: (stride == [1, 1] && dilation == [1, 1])
+            .then_some([h, oh, kh, padding[0], padding[1]]),
     })
 }
 

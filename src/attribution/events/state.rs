@@ -103,10 +103,10 @@ pub(super) struct Switches {
     pub(super) base: Vec<f64>,
     /// Per output unit: C above it at its last switch.
     pub(super) anchor: Vec<f64>,
-    /// Per output unit: the current event's version (older heap entries are stale).
+    /// Per output unit: the current event's version (older queued entries are stale).
     pub(super) version: Vec<u32>,
     /// Small layers keep each unit's next event here and are scanned for the earliest,
-    /// instead of going through the heap (their units are rescheduled by almost every
+    /// instead of going through the queue (their units are rescheduled by almost every
     /// event): α (∞ for none) and, for a window, the new winner.
     pub(super) scanned: bool,
     pub(super) when: Vec<f64>,
@@ -165,7 +165,7 @@ impl PartialOrd for Event {
     }
 }
 impl Ord for Event {
-    /// Reversed, so that the heap pops the smallest α first (then the lowest layer).
+    /// Reversed: the greatest event is the earliest (smallest α, then the lowest layer).
     /// Events are scheduled at α ≥ 0 (never NaN), whose bit patterns order as the
     /// numbers do; the keys compare as two integers.
     #[inline]

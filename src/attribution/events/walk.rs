@@ -1,8 +1,8 @@
 //! One stretch of one example's path, integrated by events: the first pass at α₀, each
 //! event's way up and down its cone, and the last pass at α₁.
 
-use super::stages::{Stage, Windows};
 use super::queue::Queue;
+use super::stages::{Stage, Windows};
 use super::state::{cum_below, same_line, settle, Boundary, Dense, Event, Switches};
 use crate::{bail, Result};
 use std::cmp::Ordering;
@@ -79,10 +79,17 @@ impl<'a> Walk<'a> {
             Stage::MaxPool(win) => window_crossing(win, below, sw.winner[u], u, self.alpha1),
             _ => None,
         };
-        put(sw, &mut self.queue, [self.alpha, self.alpha1], stage, u, next);
+        put(
+            sw,
+            &mut self.queue,
+            [self.alpha, self.alpha1],
+            stage,
+            u,
+            next,
+        );
     }
 
-    /// The earliest event (from the heap, or a scanned layer), removed; `None` when no
+    /// The earliest event (from the queue, or a scanned layer), removed; `None` when no
     /// switch changes before α₁.
     pub(super) fn next_event(&mut self) -> Option<Event> {
         let switches = &self.switches;
@@ -546,7 +553,13 @@ impl<'a> Walk<'a> {
                 }
             }
             let units = 0..here.cum.len();
-            cum_below(&self.stages[b], self.switches[b].as_ref(), above, units, &mut here.cum);
+            cum_below(
+                &self.stages[b],
+                self.switches[b].as_ref(),
+                above,
+                units,
+                &mut here.cum,
+            );
         }
         self.bounds
             .into_iter()
@@ -635,7 +648,7 @@ fn window_crossing(
 }
 
 /// Records switch `u` of layer `stage`'s next event (`None`: none before α₁), replacing
-/// any earlier one: in the layer's own list if it is scanned, else on the heap (the old
+/// any earlier one: in the layer's own list if it is scanned, else on the queue (the old
 /// entry goes stale by the version).
 #[inline]
 fn put(
