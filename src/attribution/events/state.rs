@@ -109,6 +109,7 @@ pub(super) struct Switches {
     /// instead of going through the queue (their units are rescheduled by almost every
     /// event): α (∞ for none) and, for a window, the new winner.
     pub(super) scanned: bool,
+    /// Per output unit: α of its next event (∞ for none before α₁), in every layer.
     pub(super) when: Vec<f64>,
     pub(super) to: Vec<u32>,
     /// Per output unit: the last event that rescheduled it.
@@ -128,11 +129,7 @@ impl Switches {
             anchor: vec![0.0; outputs],
             version: vec![0; outputs],
             scanned,
-            when: if scanned {
-                vec![f64::INFINITY; outputs]
-            } else {
-                Vec::new()
-            },
+            when: vec![f64::INFINITY; outputs],
             to: if scanned {
                 vec![0; outputs]
             } else {

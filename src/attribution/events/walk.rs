@@ -659,15 +659,19 @@ fn put(
     u: usize,
     next: Option<(f64, u32)>,
 ) {
+    // Most reschedulings find no event, for a switch that had none: nothing to replace.
+    if next.is_none() && sw.when[u] == f64::INFINITY {
+        return;
+    }
     sw.version[u] = sw.version[u].wrapping_add(1);
     let (when, to) = next.unwrap_or((f64::INFINITY, 0));
-    let when = if when.is_nan() {
+    let when = if when.is_nan() || when >= alpha1 {
         f64::INFINITY
     } else {
         when.max(alpha)
     };
+    sw.when[u] = when;
     if sw.scanned {
-        sw.when[u] = when;
         sw.to[u] = to;
     } else if when < alpha1 {
         queue.push(Event {
