@@ -611,9 +611,6 @@ fn window_crossing(
     let mut best: Option<(f64, f64, u32)> = None;
     for &c in &win.cand[win.start[u]..win.start[u + 1]] {
         let (ac, sc) = (below.u[c as usize].a, below.u[c as usize].s);
-        // An identical line earlier in the window wins the tie at once, as the first
-        // maximum does in the max-pool kernel (candidates are in window order, so a lower
-        // unit comes first).
         if c as usize == p {
             continue;
         }
@@ -626,6 +623,9 @@ fn window_crossing(
             continue;
         }
         let t = if same_line(ac, sc, ap, sp) {
+            // An identical line earlier in the window wins the tie at once, as the first
+            // maximum does in the max-pool kernel (candidates are in window order, so a
+            // lower unit comes first).
             if (c as usize) < p {
                 f64::NEG_INFINITY
             } else {
