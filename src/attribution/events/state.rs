@@ -14,20 +14,24 @@ pub(super) struct Unit {
     pub(super) a: f64,
     pub(super) s: f64,
     /// Sums of the magnitudes of everything added into a and s since they were last
-    /// exactly zero: their rounding is a few ε of these. During an event they already
-    /// hold the event's terms, which are added to a and s only at its end.
+    /// exactly zero: their rounding is a few ε of these.
     pub(super) mag_a: f64,
     pub(super) mag_s: f64,
     /// Conductance flushed so far, and C where it was last flushed.
     pub(super) cond: f64,
     pub(super) flushed_at: f64,
-    /// The current event's change of a and s (valid when the boundary's `stamp` for the
-    /// unit is the event's).
-    pub(super) da: f64,
-    pub(super) ds: f64,
+    /// The current event's κ and the sum of the magnitudes of its terms (valid when the
+    /// boundary's `stamp` for the unit is the event's).
+    pub(super) k: f64,
+    pub(super) k_mag: f64,
 }
 
 /// The units of one layer boundary, the current event's cone there, and C.
+///
+/// An event changes one switch's output by (Δa, Δs); everything above it is linear in that
+/// change on the current piece, so each unit of the cone changes by κ·(Δa, Δs) for one
+/// factor κ. The way up carries κ alone (one product per weight instead of two), with the
+/// magnitude of its terms for the rounding.
 pub(super) struct Boundary {
     pub(super) u: Vec<Unit>,
     /// Per unit: the last event whose cone it joined.
@@ -66,8 +70,8 @@ impl Boundary {
             mag_s: 0.0,
             cond: 0.0,
             flushed_at: 0.0,
-            da: 0.0,
-            ds: 0.0,
+            k: 0.0,
+            k_mag: 0.0,
         };
         Boundary {
             u: vec![unit; units],
@@ -77,19 +81,17 @@ impl Boundary {
         }
     }
 
-    /// Adds (da, ds) to unit v's change in the current cone (`ev`), joining it if new.
+    /// Adds the term `t` to unit v's κ in the current cone (`ev`), joining it if new.
     #[inline(always)]
-    pub(super) fn add(&mut self, ev: u32, v: usize, da: f64, ds: f64) {
+    pub(super) fn add(&mut self, ev: u32, v: usize, t: f64) {
         let unit = &mut self.u[v];
         if self.stamp[v] != ev {
             self.stamp[v] = ev;
             self.cone.push(v as u32);
-            (unit.da, unit.ds) = (0.0, 0.0);
+            (unit.k, unit.k_mag) = (0.0, 0.0);
         }
-        unit.da += da;
-        unit.ds += ds;
-        unit.mag_a += da.abs();
-        unit.mag_s += ds.abs();
+        unit.k += t;
+        unit.k_mag += t.abs();
     }
 }
 

@@ -25,6 +25,9 @@ pub(super) struct Walk<'a> {
     target: usize,
     /// Events taken so far (the cone stamp).
     events: u32,
+    /// The current event's change (Δa, Δs) at its switch's output; a unit of its cone
+    /// changes by κ times this.
+    change: [f64; 2],
 }
 
 impl<'a> Walk<'a> {
@@ -46,6 +49,7 @@ impl<'a> Walk<'a> {
             alpha: alpha0,
             target,
             events: 0,
+            change: [0.0; 2],
         }
     }
 
@@ -348,17 +352,20 @@ impl<'a> Walk<'a> {
                         }
                     }
                 }
+                let [da, ds] = self.change;
+                let (ma, ms) = (da.abs(), ds.abs());
                 for &v in &here.cone {
                     let v = v as usize;
                     let c = here.cum[v];
                     let unit = &mut here.u[v];
+                    let (k, k_mag) = (unit.k, unit.k_mag);
                     unit.cond += unit.s * (c - unit.flushed_at);
                     unit.flushed_at = c;
                     // What cancels to rounding is zero (e.g. a unit whose inputs all
                     // switched off): make it exactly zero, as a fresh forward pass
                     // computes it, so that the kink conventions at zero apply.
-                    (unit.a, unit.mag_a) = settle(unit.a + unit.da, unit.mag_a);
-                    (unit.s, unit.mag_s) = settle(unit.s + unit.ds, unit.mag_s);
+                    (unit.a, unit.mag_a) = settle(unit.a + k * da, unit.mag_a + k_mag * ma);
+                    (unit.s, unit.mag_s) = settle(unit.s + k * ds, unit.mag_s + k_mag * ms);
                 }
             }
             // The switches reading this boundary (layer b's inputs) changed their lines.
@@ -420,7 +427,8 @@ impl<'a> Walk<'a> {
                 }
             }
         };
-        self.bounds[i + 1].add(stamp, u, da, ds);
+        self.change = [da, ds];
+        self.bounds[i + 1].add(stamp, u, 1.0);
         // Up the network: each boundary's cone and changes from the one below.
         for j in i + 1..self.stages.len() {
             let (lower, upper) = self.bounds.split_at_mut(j + 1);
@@ -429,7 +437,7 @@ impl<'a> Walk<'a> {
                 Stage::Identity => {
                     for &v in &below.cone {
                         let v = v as usize;
-                        above.add(stamp, v, below.u[v].da, below.u[v].ds);
+                        above.add(stamp, v, below.u[v].k);
                     }
                 }
                 Stage::Linear { inp, out, wt, .. } => {
@@ -441,34 +449,33 @@ impl<'a> Walk<'a> {
                         let stamps = &mut above.stamp[r * out..(r + 1) * out];
                         if stamps[0] != stamp {
                             stamps.fill(stamp);
-                            for (o, unit) in row.iter_mut().enumerate() {
-                                (unit.da, unit.ds) = (0.0, 0.0);
-                                above.cone.push((r * out + o) as u32);
+                            for unit in row.iter_mut() {
+                                (unit.k, unit.k_mag) = (0.0, 0.0);
                             }
+                            above
+                                .cone
+                                .extend((r * out..(r + 1) * out).map(|o| o as u32));
                         }
-                        let v = v as usize;
-                        let (da, ds) = (below.u[v].da, below.u[v].ds);
-                        let (ma, ms) = (da.abs(), ds.abs());
-                        let col = &wt[v % inp * out..(v % inp + 1) * out];
+                        let t = below.u[v as usize].k;
+                        let col = &wt[v as usize % inp * out..(v as usize % inp + 1) * out];
                         for (unit, &w) in row.iter_mut().zip(col) {
-                            unit.da += w * da;
-                            unit.ds += w * ds;
-                            unit.mag_a += w.abs() * ma;
-                            unit.mag_s += w.abs() * ms;
+                            let p = w * t;
+                            unit.k += p;
+                            unit.k_mag += p.abs();
                         }
                     }
                 }
                 Stage::Conv(cv) => {
                     for &v in &below.cone {
                         let v = v as usize;
-                        let (da, ds) = (below.u[v].da, below.u[v].ds);
-                        cv.for_each_output(v, |o, w| above.add(stamp, o, w * da, w * ds));
+                        let t = below.u[v].k;
+                        cv.for_each_output(v, |o, w| above.add(stamp, o, w * t));
                     }
                 }
                 Stage::Diagonal { scale, .. } => {
                     for &v in &below.cone {
                         let v = v as usize;
-                        above.add(stamp, v, scale[v] * below.u[v].da, scale[v] * below.u[v].ds);
+                        above.add(stamp, v, scale[v] * below.u[v].k);
                     }
                 }
                 Stage::Sparse {
@@ -478,12 +485,7 @@ impl<'a> Walk<'a> {
                         let v = v as usize;
                         for k in start[v]..start[v + 1] {
                             let w = vals[k];
-                            above.add(
-                                stamp,
-                                rows[k] as usize,
-                                w * below.u[v].da,
-                                w * below.u[v].ds,
-                            );
+                            above.add(stamp, rows[k] as usize, w * below.u[v].k);
                         }
                     }
                 }
@@ -493,7 +495,7 @@ impl<'a> Walk<'a> {
                         let v = v as usize;
                         let m = stage.slope(v, sw.on[v]);
                         if m != 0.0 {
-                            above.add(stamp, v, m * below.u[v].da, m * below.u[v].ds);
+                            above.add(stamp, v, m * below.u[v].k);
                         }
                     }
                 }
@@ -503,7 +505,7 @@ impl<'a> Walk<'a> {
                         let v = v as usize;
                         for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
                             if sw.winner[w as usize] as usize == v {
-                                above.add(stamp, w as usize, below.u[v].da, below.u[v].ds);
+                                above.add(stamp, w as usize, below.u[v].k);
                             }
                         }
                     }
@@ -579,22 +581,24 @@ impl<'a> Walk<'a> {
 /// or `None` if it does not before α₁.
 #[inline]
 fn rectifier_crossing(a: f64, s: f64, on: bool, alpha1: f64) -> Option<f64> {
-    if on && a == 0.0 && s == 0.0 {
+    // Most lines head away from zero, or do not reach it before α₁ (told by their value at
+    // α₁, without the division): one test for both, on values computed without branches
+    // (the side a unit is on is unpredictable).
+    let heading = if on { s < 0.0 } else { s > 0.0 };
+    let end = a + s * alpha1;
+    let side = if on { end } else { -end };
+    let clear = side > CLEAR * (a.abs() + s.abs() * alpha1);
+    let still = on && a == 0.0 && s == 0.0;
+    if !still & (!heading | clear) {
+        return None;
+    }
+    Some(if still {
         // Zero all along the piece: the slope at 0 is the negative side's, as in the
         // ReLU op.
-        Some(f64::NEG_INFINITY)
-    } else if if on { s < 0.0 } else { s > 0.0 } {
-        // Most lines do not reach zero before α₁: tell them by their end value, without
-        // the division.
-        let end = a + s * alpha1;
-        let side = if on { end } else { -end };
-        if side > CLEAR * (a.abs() + s.abs() * alpha1) {
-            return None;
-        }
-        Some(-a / s)
+        f64::NEG_INFINITY
     } else {
-        None
-    }
+        -a / s
+    })
 }
 
 /// When max-pool window `u` (now won by input unit `p`) next changes its winner, and to
@@ -608,18 +612,24 @@ fn window_crossing(
 ) -> Option<(f64, u32)> {
     let p = p as usize;
     let (ap, sp) = (below.u[p].a, below.u[p].s);
-    let mut best: Option<(f64, f64, u32)> = None;
-    for &c in &win.cand[win.start[u]..win.start[u + 1]] {
+    let cands = &win.cand[win.start[u]..win.start[u + 1]];
+    // Most windows have every other candidate still clearly below the winner at α₁: no
+    // crossing in the stretch, and no tie (which needs the two lines within TIE of each
+    // other, far inside CLEAR for α₁ ≥ 2⁻⁵; stretches end at ½ or 1). Told first, without
+    // branches on which candidate is the winner.
+    let clear = |c: u32| {
         let (ac, sc) = (below.u[c as usize].a, below.u[c as usize].s);
-        if c as usize == p {
-            continue;
-        }
-        // Most candidates are still clearly below the winner at α₁: no crossing in the
-        // stretch, and no tie (which needs the two lines within TIE of each other, far
-        // inside CLEAR for α₁ ≥ 2⁻⁵; stretches end at ½ or 1).
         let gap = (ap + sp * alpha1) - (ac + sc * alpha1);
         let size = ap.abs() + ac.abs() + (sp.abs() + sc.abs()) * alpha1;
-        if gap > CLEAR * size {
+        (gap > CLEAR * size) | (c as usize == p)
+    };
+    if cands.iter().fold(true, |all, &c| all & clear(c)) {
+        return None;
+    }
+    let mut best: Option<(f64, f64, u32)> = None;
+    for &c in cands {
+        let (ac, sc) = (below.u[c as usize].a, below.u[c as usize].s);
+        if clear(c) {
             continue;
         }
         let t = if same_line(ac, sc, ap, sp) {
