@@ -168,12 +168,16 @@ impl Stage {
     #[inline]
     pub(super) fn slope(&self, u: usize, on: bool) -> f64 {
         match self {
-            Stage::Rectifier { .. } if on => 1.0,
             Stage::Rectifier { slopes, per } => {
-                if slopes.len() == 1 {
+                let negative = if slopes.len() == 1 {
                     slopes[0]
                 } else {
                     slopes[u / per]
+                };
+                if on {
+                    1.0
+                } else {
+                    negative
                 }
             }
             _ => 1.0,
