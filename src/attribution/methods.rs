@@ -621,7 +621,10 @@ pub(super) fn attribute_examples<T: Float>(
                 Method::IntegratedGradients | Method::Conductance | Method::InternalInfluence
             );
         let integrals = if by_events {
-            super::events::integrate(model, x, baseline, targets, opts.max_pieces)?
+            {
+                let hidden = req.method == Method::Conductance;
+                super::events::integrate(model, x, baseline, targets, opts.max_pieces, hidden)?
+            }
         } else {
             None
         };

@@ -42,6 +42,7 @@ pub struct EventIntegrals {
     /// ∫ ∂F/∂y dα per unit (internal influence), per boundary.
     pub influence: Vec<Vec<f64>>,
     /// ∫ ∂F/∂y · dy/dα dα per unit (conductance; at the input, integrated gradients).
+    /// Empty past the input unless [`integrate`] was asked for hidden conductance.
     pub conductance: Vec<Vec<f64>>,
     /// Linear pieces of the path.
     pub pieces: usize,
@@ -65,8 +66,9 @@ fn integrate_stretch(
     min_gap: f64,
     max_kinks: usize,
     example: usize,
+    hidden: bool,
 ) -> Result<Stretch> {
-    let mut walk = Walk::new(stages, sizes, target, [alpha0, alpha1]);
+    let mut walk = Walk::new(stages, sizes, target, [alpha0, alpha1], hidden);
     walk.start(x, baseline)?;
     let first_states = walk.states();
     let mut kinks = 0usize;
@@ -92,13 +94,16 @@ fn integrate_stretch(
 /// Integrates each example's path by events (see the module documentation), or returns
 /// `None` when the model has a layer the events do not handle. One example's path is
 /// cut at α = ½ into two stretches integrated at once (always, so that the results do not
-/// depend on the thread count).
+/// depend on the thread count). Conductance is integrated past the input only when
+/// `hidden_conductance` asks for it (integrated gradients and internal influence do not
+/// need it).
 pub fn integrate<T: Float>(
     model: &Model<T>,
     x: &Tensor<T>,
     baseline: &Tensor<T>,
     targets: &[usize],
     max_pieces: usize,
+    hidden_conductance: bool,
 ) -> Result<Option<Vec<EventIntegrals>>> {
     use rayon::prelude::*;
     let Some(stages) = stages(model)? else {
@@ -144,6 +149,7 @@ pub fn integrate<T: Float>(
                 min_gap,
                 max_pieces - 1,
                 e,
+                hidden_conductance,
             )
         })
         .collect::<Result<_>>()?;

@@ -1,6 +1,7 @@
 //! The model as the events see it: each layer a [`Stage`] — linear maps by their Jacobian's
 //! columns (computed from the weights, or probed), rectifiers, max-pool windows.
 
+use super::state::Dense;
 use crate::nn::{LayerSpec, Model};
 use crate::tensor::Tensor;
 use crate::{bail, ensure, Result};
@@ -52,47 +53,110 @@ impl Conv {
         }
     }
 
-    /// Sets `cum[u]` for every input unit u to Σ w·up[v] over the outputs v it feeds, in the
-    /// order of [`Self::for_each_output`] (so the same sums as unit by unit), for a whole
-    /// layer at once: plane rows at a time, where the convolution has stride 1 and
-    /// dilation 1. Returns false (and does nothing) for other convolutions.
-    pub(super) fn transpose_all(&self, up: &[f64], cum: &mut [f64]) -> bool {
-        let Some([h, oh, kh, pad_h, pad_w]) = self.plain else {
-            return false;
+    /// For stride 1, dilation 1 and one group, the geometry of the passes over whole
+    /// planes as products of matrices: (input height, output height, kernel height,
+    /// padding of rows, padding of columns, input channels, output channels).
+    fn unrolled(&self) -> Option<[usize; 7]> {
+        let [h, oh, kh, pad_h, pad_w] = self.plain?;
+        let (c_in, c_out) = (self.in_per_group, self.out_per_group);
+        (self.bias.len() == c_out).then_some([h, oh, kh, pad_h, pad_w, c_in, c_out])
+    }
+
+    /// Calls `f(row, output position, input unit)` for every tap of the unrolled input
+    /// (row = (input channel, ky, kx), as in the weight's layout) that is not padding.
+    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let Some([h, oh, kh, pad_h, pad_w, c_in, _]) = self.unrolled() else {
+            return;
         };
         let (w, ow, kw) = (self.in_w, self.out_w, self.kw);
-        cum.fill(0.0);
-        for (c, plane) in cum.chunks_mut(self.in_plane).enumerate() {
-            let (group, cl) = (c / self.in_per_group, c % self.in_per_group);
-            for o in group * self.out_per_group..(group + 1) * self.out_per_group {
-                let src = &up[o * self.out_plane..(o + 1) * self.out_plane];
-                let wbase = (o * self.in_per_group + cl) * self.kernel;
-                // rows_of lists an input's outputs by rising output index, which is by
-                // falling kernel index at stride 1; cols_of likewise.
-                for ky in (0..kh).rev() {
-                    // oy = iy + pad_h − ky in [0, oh).
-                    let iy0 = ky.saturating_sub(pad_h);
-                    let iy1 = (oh + ky).saturating_sub(pad_h).min(h);
-                    for kx in (0..kw).rev() {
-                        let wt = self.weight[wbase + ky * kw + kx];
-                        let ix0 = kx.saturating_sub(pad_w);
-                        let ix1 = (ow + kx).saturating_sub(pad_w).min(w);
-                        if ix0 >= ix1 {
+        for c in 0..c_in {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row = (c * kh + ky) * kw + kx;
+                    for oy in 0..oh {
+                        let Some(iy) = (oy + ky).checked_sub(pad_h).filter(|&y| y < h) else {
                             continue;
-                        }
-                        for iy in iy0..iy1 {
-                            let oy = iy + pad_h - ky;
-                            let ox0 = ix0 + pad_w - kx;
-                            let dst = &mut plane[iy * w + ix0..iy * w + ix1];
-                            let src = &src[oy * ow + ox0..oy * ow + ox0 + (ix1 - ix0)];
-                            for (d, &s) in dst.iter_mut().zip(src) {
-                                *d += wt * s;
+                        };
+                        for ox in 0..ow {
+                            if let Some(ix) = (ox + kx).checked_sub(pad_w).filter(|&x| x < w) {
+                                f(row, oy * ow + ox, c * self.in_plane + iy * w + ix);
                             }
                         }
                     }
                 }
             }
         }
+    }
+
+    /// The first pass's values, slopes and their magnitude sums at every output, for a
+    /// whole layer at once: the inputs unrolled (each output's taps in a column) and
+    /// multiplied by the weights and by their magnitudes in two products (f64 gemm), where
+    /// the convolution has stride 1, dilation 1 and one group. Returns false (and does
+    /// nothing) for other convolutions.
+    pub(super) fn forward_all(&self, below: &Dense, above: &mut Dense) -> bool {
+        let Some([.., c_in, c_out]) = self.unrolled() else {
+            return false;
+        };
+        let (n, rows) = (self.out_plane, c_in * self.kernel);
+        // Columns: the values' taps, then the slopes'.
+        let mut x = vec![0.0; rows * 2 * n];
+        let mut x_mag = vec![0.0; rows * 2 * n];
+        self.for_each_tap(|r, p, u| {
+            let at = r * 2 * n + p;
+            (x[at], x[at + n]) = (below.a[u], below.s[u]);
+            (x_mag[at], x_mag[at + n]) = (below.mag_a[u], below.mag_s[u]);
+        });
+        let (mut y, mut y_mag) = (vec![0.0; c_out * 2 * n], vec![0.0; c_out * 2 * n]);
+        let weight_mag: Vec<f64> = self.weight.iter().map(|w| w.abs()).collect();
+        let product = |wt: &[f64], x: &[f64], y: &mut [f64]| {
+            mho_kernels::gemm::gemm(c_out, rows, 2 * n, 1.0, wt, false, x, false, 0.0, y)
+        };
+        if product(&self.weight, &x, &mut y).is_err()
+            || product(&weight_mag, &x_mag, &mut y_mag).is_err()
+        {
+            return false;
+        }
+        for o in 0..c_out {
+            let (b, v) = (self.bias[o], o * n..(o + 1) * n);
+            let (row, row_mag) = (&y[2 * o * n..2 * (o + 1) * n], &y_mag[2 * o * n..]);
+            for (p, out) in v.enumerate() {
+                above.a[out] = b + row[p];
+                above.s[out] = row[n + p];
+                above.mag_a[out] = b.abs() + row_mag[p];
+                above.mag_s[out] = row_mag[n + p];
+            }
+        }
+        true
+    }
+
+    /// Sets `cum[u]` for every input unit u to Σ w·up[v] over the outputs v it feeds, for
+    /// a whole layer at once: Wᵀ·C in one product (f64 gemm), then each tap's row added
+    /// back to its input, where the convolution has stride 1, dilation 1 and one group.
+    /// Returns false (and does nothing) for other convolutions.
+    pub(super) fn transpose_all(&self, up: &[f64], cum: &mut [f64]) -> bool {
+        let Some([.., c_in, c_out]) = self.unrolled() else {
+            return false;
+        };
+        let (n, rows) = (self.out_plane, c_in * self.kernel);
+        let mut t = vec![0.0; rows * n];
+        if mho_kernels::gemm::gemm(
+            rows,
+            c_out,
+            n,
+            1.0,
+            &self.weight,
+            true,
+            up,
+            false,
+            0.0,
+            &mut t,
+        )
+        .is_err()
+        {
+            return false;
+        }
+        cum.fill(0.0);
+        self.for_each_tap(|r, p, u| cum[u] += t[r * n + p]);
         true
     }
 }

@@ -28,6 +28,8 @@ pub(super) struct Walk<'a> {
     /// The current event's change (Δa, Δs) at its switch's output; a unit of its cone
     /// changes by κ times this.
     change: [f64; 2],
+    /// Whether conductance is flushed and returned past the input.
+    hidden: bool,
     /// Scratch for a linear layer's way up: (offset of Wᵀ's row, κ) per changed input.
     changed: Vec<(usize, f64)>,
 }
@@ -44,6 +46,7 @@ impl<'a> Walk<'a> {
         sizes: &[usize],
         target: usize,
         [alpha0, alpha1]: [f64; 2],
+        hidden: bool,
     ) -> Self {
         Walk {
             stages,
@@ -57,6 +60,7 @@ impl<'a> Walk<'a> {
             events: 0,
             change: [0.0; 2],
             changed: Vec::new(),
+            hidden,
         }
     }
 
@@ -202,6 +206,7 @@ impl<'a> Walk<'a> {
                         }
                     }
                 }
+                Stage::Conv(cv) if cv.forward_all(below, above) => {}
                 Stage::Conv(cv) => {
                     for (o, (ya, ys)) in above
                         .a
@@ -366,8 +371,10 @@ impl<'a> Walk<'a> {
                     let c = here.cum[v];
                     let unit = &mut here.u[v];
                     let (k, k_mag) = (unit.k, unit.k_mag);
-                    unit.cond += unit.s * (c - unit.flushed_at);
-                    unit.flushed_at = c;
+                    if self.hidden {
+                        unit.cond += unit.s * (c - unit.flushed_at);
+                        unit.flushed_at = c;
+                    }
                     // What cancels to rounding is zero (e.g. a unit whose inputs all
                     // switched off): make it exactly zero, as a fresh forward pass
                     // computes it, so that the kink conventions at zero apply.
@@ -609,14 +616,19 @@ impl<'a> Walk<'a> {
                 &mut here.cum,
             );
         }
+        let hidden = self.hidden;
         self.bounds
             .into_iter()
-            .map(|b| {
-                let cond =
+            .enumerate()
+            .map(|(i, b)| {
+                let cond = if i == 0 || hidden {
                     b.u.iter()
                         .zip(&b.cum)
                         .map(|(unit, &c)| unit.cond + unit.s * (c - unit.flushed_at))
-                        .collect();
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 (b.cum, cond)
             })
             .unzip()
