@@ -227,7 +227,19 @@ pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
-/// C at the input units `units` of `stage` (written to `cum`), from C at the stage's
+/// C below unit `u` of rectifier `stage` (state `sw`) from C above it (`up`): its value
+/// at the unit's last switch, plus the slope times what C above gained since.
+#[inline(always)]
+pub(super) fn rectifier_cum(stage: &Stage, sw: &Switches, up: &[f64], u: usize) -> f64 {
+    let m = stage.slope(u, sw.on[u]);
+    if m == 0.0 {
+        sw.base[u]
+    } else {
+        sw.base[u] + m * (up[u] - sw.anchor[u])
+    }
+}
+
+/// C at the input units `units` of `stage` (handed to `found` with the unit), from C at the stage's
 /// outputs (`above.cum`, read only where those units feed them). The stage is matched
 /// once, not per unit.
 pub(super) fn cum_below(
@@ -235,44 +247,43 @@ pub(super) fn cum_below(
     sw: Option<&Switches>,
     above: &Boundary,
     units: impl Iterator<Item = usize>,
-    cum: &mut [f64],
+    mut found: impl FnMut(usize, f64),
 ) {
     let up = &above.cum;
     match stage {
-        Stage::Identity => units.for_each(|u| cum[u] = up[u]),
+        Stage::Identity => units.for_each(|u| found(u, up[u])),
         Stage::Linear { inp, out, wt, .. } => {
             for u in units {
                 let (r, k) = (u / inp, u % inp);
-                cum[u] = dot(&wt[k * out..(k + 1) * out], &up[r * out..(r + 1) * out]);
+                found(
+                    u,
+                    dot(&wt[k * out..(k + 1) * out], &up[r * out..(r + 1) * out]),
+                );
             }
         }
         Stage::Conv(cv) => {
             for u in units {
                 let mut acc = 0.0;
                 cv.for_each_output(u, |v, w| acc += w * up[v]);
-                cum[u] = acc;
+                found(u, acc);
             }
         }
-        Stage::Diagonal { scale, .. } => units.for_each(|u| cum[u] = scale[u] * up[u]),
+        Stage::Diagonal { scale, .. } => units.for_each(|u| found(u, scale[u] * up[u])),
         Stage::Sparse {
             start, rows, vals, ..
         } => {
             for u in units {
-                cum[u] = (start[u]..start[u + 1])
-                    .map(|k| vals[k] * up[rows[k] as usize])
-                    .sum();
+                found(
+                    u,
+                    (start[u]..start[u + 1])
+                        .map(|k| vals[k] * up[rows[k] as usize])
+                        .sum(),
+                );
             }
         }
         Stage::Rectifier { .. } => {
             let sw = sw.expect("rectifier state");
-            for u in units {
-                let m = stage.slope(u, sw.on[u]);
-                cum[u] = if m == 0.0 {
-                    sw.base[u]
-                } else {
-                    sw.base[u] + m * (up[u] - sw.anchor[u])
-                };
-            }
+            units.for_each(|u| found(u, rectifier_cum(stage, sw, up, u)));
         }
         Stage::MaxPool(win) => {
             let sw = sw.expect("max-pool state");
@@ -284,7 +295,7 @@ pub(super) fn cum_below(
                         c += up[w] - sw.anchor[w];
                     }
                 }
-                cum[u] = c;
+                found(u, c);
             }
         }
     }

@@ -3,7 +3,9 @@
 
 use super::queue::Queue;
 use super::stages::{Stage, Windows};
-use super::state::{cum_below, same_line, settle, Boundary, Dense, Event, Switches};
+use super::state::{
+    cum_below, rectifier_cum, same_line, settle, Boundary, Dense, Event, Switches, Unit,
+};
 use crate::{bail, Result};
 use std::cmp::Ordering;
 
@@ -344,73 +346,79 @@ impl<'a> Walk<'a> {
     fn update_cone(&mut self, i: usize) {
         let top = self.stages.len();
         let elapsed = self.alpha - self.alpha0;
-        for b in (i + 1..=top).rev() {
-            {
-                let (lower, upper) = self.bounds.split_at_mut(b + 1);
-                let here = &mut lower[b];
-                let above = upper.first();
-                match (above, self.stages.get(b)) {
-                    (Some(above), Some(stage)) => cum_below(
-                        stage,
-                        self.switches[b].as_ref(),
-                        above,
-                        here.cone.iter().map(|&v| v as usize),
-                        &mut here.cum,
-                    ),
-                    _ => {
-                        for &v in &here.cone {
-                            let v = v as usize;
-                            here.cum[v] = if v == self.target { elapsed } else { 0.0 };
-                        }
-                    }
-                }
-                let [da, ds] = self.change;
-                let (ma, ms) = (da.abs(), ds.abs());
-                for &v in &here.cone {
-                    let v = v as usize;
-                    let c = here.cum[v];
-                    let unit = &mut here.u[v];
-                    let (k, k_mag) = (unit.k, unit.k_mag);
-                    if self.hidden {
-                        unit.cond += unit.s * (c - unit.flushed_at);
-                        unit.flushed_at = c;
-                    }
-                    // What cancels to rounding is zero (e.g. a unit whose inputs all
-                    // switched off): make it exactly zero, as a fresh forward pass
-                    // computes it, so that the kink conventions at zero apply.
-                    (unit.a, unit.mag_a) = settle(unit.a + k * da, unit.mag_a + k_mag * ma);
-                    (unit.s, unit.mag_s) = settle(unit.s + k * ds, unit.mag_s + k_mag * ms);
-                }
+        let [da, ds] = self.change;
+        let (ma, ms) = (da.abs(), ds.abs());
+        let hidden = self.hidden;
+        // The flush and the new line of one unit of the cone, whose C is `c`.
+        let apply = |unit: &mut Unit, c: f64| {
+            let (k, k_mag) = (unit.k, unit.k_mag);
+            if hidden {
+                unit.cond += unit.s * (c - unit.flushed_at);
+                unit.flushed_at = c;
             }
-            // The switches reading this boundary (layer b's inputs) changed their lines.
-            match self.stages.get(b) {
-                Some(Stage::Rectifier { .. }) => {
+            // What cancels to rounding is zero (e.g. a unit whose inputs all switched
+            // off): make it exactly zero, as a fresh forward pass computes it, so that
+            // the kink conventions at zero apply.
+            (unit.a, unit.mag_a) = settle(unit.a + k * da, unit.mag_a + k_mag * ma);
+            (unit.s, unit.mag_s) = settle(unit.s + k * ds, unit.mag_s + k_mag * ms);
+        };
+        for b in (i + 1..=top).rev() {
+            let (lower, upper) = self.bounds.split_at_mut(b + 1);
+            let here = &mut lower[b];
+            let above = upper.first();
+            match (above, self.stages.get(b)) {
+                (Some(above), Some(stage @ Stage::Rectifier { .. })) => {
+                    // C, the new line and the rescheduling in one pass over the cone.
                     let sw = self.switches[b].as_mut().expect("rectifier state");
-                    let here = &self.bounds[b];
                     for &v in &here.cone {
                         let v = v as usize;
-                        let unit = &here.u[v];
+                        let c = rectifier_cum(stage, sw, &above.cum, v);
+                        here.cum[v] = c;
+                        let unit = &mut here.u[v];
+                        apply(unit, c);
                         let next = rectifier_crossing(unit.a, unit.s, sw.on[v], self.alpha1);
                         let next = next.map(|t| (t, 0));
                         put(sw, &mut self.queue, [self.alpha, self.alpha1], b, v, next);
                     }
+                    continue;
                 }
-                Some(Stage::MaxPool(win)) => {
-                    // Each window once, however many of its candidates changed.
-                    let stamp = self.events;
-                    for k in 0..self.bounds[b].cone.len() {
-                        let v = self.bounds[b].cone[k] as usize;
-                        for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
-                            let w = w as usize;
-                            let sw = self.switches[b].as_mut().expect("max-pool state");
-                            if sw.seen[w] != stamp {
-                                sw.seen[w] = stamp;
-                                self.schedule(b, w);
-                            }
+                (Some(above), Some(stage)) => {
+                    let Boundary { u, cone, cum, .. } = here;
+                    cum_below(
+                        stage,
+                        self.switches[b].as_ref(),
+                        above,
+                        cone.iter().map(|&v| v as usize),
+                        |v, c| {
+                            cum[v] = c;
+                            apply(&mut u[v], c);
+                        },
+                    );
+                }
+                _ => {
+                    for &v in &here.cone {
+                        let v = v as usize;
+                        let c = if v == self.target { elapsed } else { 0.0 };
+                        here.cum[v] = c;
+                        apply(&mut here.u[v], c);
+                    }
+                }
+            }
+            // The windows reading this boundary (layer b's inputs) changed their lines.
+            if let Some(Stage::MaxPool(win)) = self.stages.get(b) {
+                // Each window once, however many of its candidates changed.
+                let stamp = self.events;
+                for k in 0..self.bounds[b].cone.len() {
+                    let v = self.bounds[b].cone[k] as usize;
+                    for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
+                        let w = w as usize;
+                        let sw = self.switches[b].as_mut().expect("max-pool state");
+                        if sw.seen[w] != stamp {
+                            sw.seen[w] = stamp;
+                            self.schedule(b, w);
                         }
                     }
                 }
-                _ => {}
             }
         }
     }
@@ -608,12 +616,13 @@ impl<'a> Walk<'a> {
                 }
             }
             let units = 0..here.cum.len();
+            let cum = &mut here.cum;
             cum_below(
                 &self.stages[b],
                 self.switches[b].as_ref(),
                 above,
                 units,
-                &mut here.cum,
+                |u, c| cum[u] = c,
             );
         }
         let hidden = self.hidden;
