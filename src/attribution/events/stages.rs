@@ -238,11 +238,10 @@ impl Stage {
                 } else {
                     slopes[u / per]
                 };
-                if on {
-                    1.0
-                } else {
-                    negative
-                }
+                // Chosen by a mask, not a branch: which side a unit is on is
+                // unpredictable, and the events ask for slopes all the time.
+                let on = u64::from(on).wrapping_neg();
+                f64::from_bits((1.0f64.to_bits() & on) | (negative.to_bits() & !on))
             }
             _ => 1.0,
         }

@@ -291,9 +291,12 @@ pub(super) fn cum_below(
                 let mut c = sw.base[u];
                 for &w in &win.of[win.of_start[u]..win.of_start[u + 1]] {
                     let w = w as usize;
-                    if sw.winner[w] as usize == u {
-                        c += up[w] - sw.anchor[w];
-                    }
+                    let gained = up[w] - sw.anchor[w];
+                    c += if sw.winner[w] as usize == u {
+                        gained
+                    } else {
+                        0.0
+                    };
                 }
                 found(u, c);
             }

@@ -34,6 +34,8 @@ pub(super) struct Walk<'a> {
     hidden: bool,
     /// Scratch for a linear layer's way up: (offset of Wᵀ's row, κ) per changed input.
     changed: Vec<(usize, f64)>,
+    /// Scratch for the windows an event's cone reaches.
+    changed_windows: Vec<u32>,
 }
 
 /// Outputs of a linear layer summed at once on the way up (sixteen running sums fit the
@@ -62,6 +64,7 @@ impl<'a> Walk<'a> {
             events: 0,
             change: [0.0; 2],
             changed: Vec::new(),
+            changed_windows: Vec::new(),
             hidden,
         }
     }
@@ -406,18 +409,26 @@ impl<'a> Walk<'a> {
             }
             // The windows reading this boundary (layer b's inputs) changed their lines.
             if let Some(Stage::MaxPool(win)) = self.stages.get(b) {
-                // Each window once, however many of its candidates changed.
+                // Each window once, however many of its candidates changed: listed
+                // without a branch on whether it was seen, then rescheduled.
                 let stamp = self.events;
-                for k in 0..self.bounds[b].cone.len() {
-                    let v = self.bounds[b].cone[k] as usize;
+                let sw = self.switches[b].as_mut().expect("max-pool state");
+                let windows = &mut self.changed_windows;
+                let mut n = 0;
+                for &v in &self.bounds[b].cone {
+                    let v = v as usize;
                     for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
-                        let w = w as usize;
-                        let sw = self.switches[b].as_mut().expect("max-pool state");
-                        if sw.seen[w] != stamp {
-                            sw.seen[w] = stamp;
-                            self.schedule(b, w);
+                        let new = sw.seen[w as usize] != stamp;
+                        sw.seen[w as usize] = stamp;
+                        if n == windows.len() {
+                            windows.push(0);
                         }
+                        windows[n] = w;
+                        n += usize::from(new);
                     }
+                }
+                for k in 0..n {
+                    self.schedule(b, self.changed_windows[k] as usize);
                 }
             }
         }
@@ -561,15 +572,28 @@ impl<'a> Walk<'a> {
                     above.cone.truncate(n);
                 }
                 Stage::MaxPool(win) => {
+                    // A window joins the (so far empty) cone from its winner alone: appended
+                    // without a branch on whether a unit wins, which is unpredictable.
                     let sw = self.switches[j].as_ref().expect("max-pool state");
+                    let mut n = 0;
                     for &v in &below.cone {
                         let v = v as usize;
+                        let t = below.u[v].k;
                         for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
-                            if sw.winner[w as usize] as usize == v {
-                                above.add(stamp, w as usize, below.u[v].k);
+                            let w = w as usize;
+                            let wins = sw.winner[w] as usize == v;
+                            let unit = &mut above.u[w];
+                            unit.k = if wins { t } else { unit.k };
+                            unit.k_mag = if wins { t.abs() } else { unit.k_mag };
+                            above.stamp[w] = if wins { stamp } else { above.stamp[w] };
+                            if n == above.cone.len() {
+                                above.cone.push(0);
                             }
+                            above.cone[n] = w as u32;
+                            n += usize::from(wins);
                         }
                     }
+                    above.cone.truncate(n);
                 }
             }
         }
