@@ -611,23 +611,22 @@ pub(super) fn attribute_examples<T: Float>(
             "--conductance-form: the exact rule integrates each linear piece exactly; the difference form does not apply"
         );
         opts.chunk_rows = batch_steps.saturating_mul(n);
-        // The exact rule's piece search needs F(x) − F(x') first.
-        let (out_x, out_b) = outputs()?;
-        let change: Vec<f64> = out_x.iter().zip(&out_b).map(|(a, b)| a - b).collect();
-        outputs_early = Some((out_x, out_b));
         let by_events = opts.events
             && matches!(
                 req.method,
                 Method::IntegratedGradients | Method::Conductance | Method::InternalInfluence
             );
-        let integrals = if by_events {
-            {
-                let hidden = req.method == Method::Conductance;
-                super::events::integrate(model, x, baseline, targets, opts.max_pieces, hidden)?
-            }
-        } else {
-            None
-        };
+        // The walk's piece search needs F(x) − F(x') first; the events do not, and run
+        // beside the forward pass that finds them (for the report).
+        let hidden = req.method == Method::Conductance;
+        let (found, integrals) = rayon::join(outputs, || match by_events {
+            true => super::events::integrate(model, x, baseline, targets, opts.max_pieces, hidden),
+            false => Ok(None),
+        });
+        let (out_x, out_b) = found?;
+        let integrals = integrals?;
+        let change: Vec<f64> = out_x.iter().zip(&out_b).map(|(a, b)| a - b).collect();
+        outputs_early = Some((out_x, out_b));
         if let Some(integrals) = integrals {
             // Boundary 0 is the input, boundary i + 1 the output of layer i.
             let accs = layers

@@ -246,11 +246,6 @@ impl Stage {
             _ => 1.0,
         }
     }
-
-    /// Whether the layer switches along the path (a rectifier or a max pool).
-    pub(super) fn piecewise(&self) -> bool {
-        matches!(self, Stage::Rectifier { .. } | Stage::MaxPool(_))
-    }
 }
 
 /// Largest number of units any layer boundary may have (unit indices are u32).
@@ -353,17 +348,21 @@ pub(super) fn stages<T: Float>(model: &Model<T>) -> Result<Option<Vec<Stage>>> {
                 if *in_features == 0 || *out_features == 0 {
                     return Ok(None);
                 }
-                let w = param("weight")?;
+                let key = format!("{i}.weight");
+                let Some(w) = model.param(&key) else {
+                    bail!("layer {i}: no parameter {key}");
+                };
+                let w = w.data();
                 ensure!(
                     w.len() == in_features * out_features,
                     "layer {i}: weight of {} values for {in_features}→{out_features}",
                     w.len()
                 );
-                let mut wt = vec![0.0; w.len()];
-                for o in 0..*out_features {
-                    for k in 0..*in_features {
-                        wt[k * out_features + o] = w[o * in_features + k];
-                    }
+                // Wᵀ in f64, written in order (reads striding through W cost less than
+                // writes).
+                let mut wt = Vec::with_capacity(w.len());
+                for k in 0..*in_features {
+                    wt.extend((0..*out_features).map(|o| w[o * in_features + k].to_f64()));
                 }
                 Stage::Linear {
                     inp: *in_features,

@@ -333,11 +333,28 @@ impl<'a> Walk<'a> {
                 (unit.mag_a, unit.mag_s) = (d.mag_a[v], d.mag_s[v]);
             }
         }
-        for i in 0..self.stages.len() {
-            if self.stages[i].piecewise() {
-                for u in 0..self.bounds[i + 1].u.len() {
-                    self.schedule(i, u);
+        // Every switch scheduled, a layer at a time.
+        let span = [self.alpha, self.alpha1];
+        for (i, stage) in self.stages.iter().enumerate() {
+            let (below, queue) = (&self.bounds[i], &mut self.queue);
+            let Some(sw) = self.switches[i].as_mut() else {
+                continue;
+            };
+            match stage {
+                Stage::Rectifier { .. } => {
+                    for u in 0..sw.on.len() {
+                        let unit = &below.u[u];
+                        let next = rectifier_crossing(unit.a, unit.s, sw.on[u], self.alpha1);
+                        put(sw, queue, span, i, u, next.map(|t| (t, 0)));
+                    }
                 }
+                Stage::MaxPool(win) => {
+                    for w in 0..sw.winner.len() {
+                        let next = window_crossing(win, below, sw.winner[w], w, self.alpha1);
+                        put(sw, queue, span, i, w, next);
+                    }
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -427,8 +444,11 @@ impl<'a> Walk<'a> {
                         n += usize::from(new);
                     }
                 }
-                for k in 0..n {
-                    self.schedule(b, self.changed_windows[k] as usize);
+                let below = &self.bounds[b];
+                for &w in &windows[..n] {
+                    let w = w as usize;
+                    let next = window_crossing(win, below, sw.winner[w], w, self.alpha1);
+                    put(sw, &mut self.queue, [self.alpha, self.alpha1], b, w, next);
                 }
             }
         }
