@@ -6,33 +6,46 @@ use super::state::Event;
 /// going stale before their turn), so that a bucket holds a handful.
 const BUCKETS: usize = 4096;
 
+/// No entry: the end of a bucket's list, or of the free list.
+const NONE: u32 = u32::MAX;
+
 /// Scheduled events of one stretch [α₀, α₁), in buckets of equal width in α.
 ///
 /// A push costs O(1); the earliest event is found by scanning the first non-empty bucket,
 /// dropping the entries that went stale on the way. (A binary heap did the same job with
 /// a sift through its whole depth per pop, and most pops were of stale entries.) The
 /// earliest event is the greatest by [`Event`]'s order, as it was on the heap, so events
-/// come out in the same order.
+/// come out in the same order. Each bucket is a list linked through one arena of entries,
+/// whose dropped entries are reused (a vector per bucket cost an allocation per bucket
+/// per stretch).
 pub(super) struct Queue {
-    buckets: Vec<Vec<Event>>,
+    /// Per bucket: its first entry.
+    heads: Vec<u32>,
+    /// Events and the next entry of their bucket (or of the free list).
+    entries: Vec<(Event, u32)>,
+    /// The first entry free for reuse.
+    free: u32,
     alpha0: f64,
     /// Buckets per unit of α.
     scale: f64,
     /// Every bucket before this one is empty.
     first: usize,
-    /// Where [`Self::peek`] found the earliest event in bucket `first`.
-    found: usize,
+    /// Where [`Self::peek`] found the earliest event in bucket `first`: the entry, and
+    /// the entry before it in the bucket's list.
+    found: (u32, u32),
 }
 
 impl Queue {
     /// An empty queue for events at α in [α₀, α₁).
     pub(super) fn new([alpha0, alpha1]: [f64; 2]) -> Self {
         Queue {
-            buckets: (0..BUCKETS).map(|_| Vec::new()).collect(),
+            heads: vec![NONE; BUCKETS],
+            entries: Vec::new(),
+            free: NONE,
             alpha0,
             scale: BUCKETS as f64 / (alpha1 - alpha0),
             first: BUCKETS,
-            found: 0,
+            found: (NONE, NONE),
         }
     }
 
@@ -41,31 +54,54 @@ impl Queue {
         // Monotone in α (a rounded product of a rounded difference), so a bucket's
         // events all come before the next bucket's; `as` saturates.
         let b = (((ev.alpha - self.alpha0) * self.scale) as usize).min(BUCKETS - 1);
-        self.buckets[b].push(ev);
+        let next = self.heads[b];
+        let slot = if self.free == NONE {
+            self.entries.push((ev, next));
+            (self.entries.len() - 1) as u32
+        } else {
+            let slot = self.free;
+            self.free = self.entries[slot as usize].1;
+            self.entries[slot as usize] = (ev, next);
+            slot
+        };
+        self.heads[b] = slot;
         self.first = self.first.min(b);
+    }
+
+    /// Unlinks entry `at` (after `before`, or at the head) of bucket `b` and frees it.
+    fn remove(&mut self, b: usize, before: u32, at: u32) {
+        let next = self.entries[at as usize].1;
+        if before == NONE {
+            self.heads[b] = next;
+        } else {
+            self.entries[before as usize].1 = next;
+        }
+        self.entries[at as usize].1 = self.free;
+        self.free = at;
     }
 
     /// The earliest event that `current` accepts, left in the queue (see
     /// [`Self::pop_found`]); the entries it rejects on the way are dropped.
     pub(super) fn peek(&mut self, current: impl Fn(&Event) -> bool) -> Option<Event> {
         while self.first < BUCKETS {
-            let bucket = &mut self.buckets[self.first];
-            let mut best: Option<usize> = None;
-            let mut k = 0;
-            while k < bucket.len() {
-                if !current(&bucket[k]) {
-                    // The last entry moves to k, and is looked at next.
-                    bucket.swap_remove(k);
-                    continue;
+            let b = self.first;
+            let mut best: Option<(u32, u32)> = None;
+            let (mut before, mut at) = (NONE, self.heads[b]);
+            while at != NONE {
+                let (ev, next) = self.entries[at as usize];
+                if !current(&ev) {
+                    self.remove(b, before, at);
+                } else {
+                    if best.is_none_or(|(_, k)| ev > self.entries[k as usize].0) {
+                        best = Some((before, at));
+                    }
+                    before = at;
                 }
-                if best.is_none_or(|b| bucket[k] > bucket[b]) {
-                    best = Some(k);
-                }
-                k += 1;
+                at = next;
             }
-            if let Some(b) = best {
-                self.found = b;
-                return Some(bucket[b]);
+            if let Some((before, at)) = best {
+                self.found = (before, at);
+                return Some(self.entries[at as usize].0);
             }
             self.first += 1;
         }
@@ -74,7 +110,8 @@ impl Queue {
 
     /// Removes the event the last [`Self::peek`] returned.
     pub(super) fn pop_found(&mut self) {
-        self.buckets[self.first].swap_remove(self.found);
+        let (before, at) = self.found;
+        self.remove(self.first, before, at);
     }
 }
 
