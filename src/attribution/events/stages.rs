@@ -191,6 +191,8 @@ pub(super) struct Windows {
     /// The windows containing input unit u are `of[of_start[u]..of_start[u + 1]]`.
     pub(super) of_start: Vec<usize>,
     pub(super) of: Vec<u32>,
+    /// The most windows any input unit is in.
+    pub(super) most: usize,
 }
 
 /// One model layer as the integration sees it.
@@ -605,10 +607,12 @@ fn windows(
             fill[u as usize] += 1;
         }
     }
+    let most = of_start.windows(2).map(|r| r[1] - r[0]).max().unwrap_or(0);
     Windows {
         start,
         cand,
         of_start,
         of,
+        most,
     }
 }

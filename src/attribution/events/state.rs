@@ -227,6 +227,22 @@ pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
+/// `a` if `yes`, else `b`, chosen by a mask: for choices on whether a unit wins a
+/// window, which are unpredictable (the compiler turns a plain `if` between two values
+/// into a branch).
+#[inline(always)]
+pub(super) fn pick(yes: bool, a: f64, b: f64) -> f64 {
+    let mask = u64::from(yes).wrapping_neg();
+    f64::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
+}
+
+/// [`pick`] for stamps.
+#[inline(always)]
+pub(super) fn pick_u32(yes: bool, a: u32, b: u32) -> u32 {
+    let mask = u32::from(yes).wrapping_neg();
+    (a & mask) | (b & !mask)
+}
+
 /// C below unit `u` of rectifier `stage` (state `sw`) from C above it (`up`): its value
 /// at the unit's last switch, plus the slope times what C above gained since.
 #[inline(always)]
@@ -292,11 +308,7 @@ pub(super) fn cum_below(
                 for &w in &win.of[win.of_start[u]..win.of_start[u + 1]] {
                     let w = w as usize;
                     let gained = up[w] - sw.anchor[w];
-                    c += if sw.winner[w] as usize == u {
-                        gained
-                    } else {
-                        0.0
-                    };
+                    c += pick(sw.winner[w] as usize == u, gained, 0.0);
                 }
                 found(u, c);
             }

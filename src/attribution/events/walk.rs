@@ -4,7 +4,8 @@
 use super::queue::Queue;
 use super::stages::{Stage, Windows};
 use super::state::{
-    cum_below, rectifier_cum, same_line, settle, Boundary, Dense, Event, Switches, Unit,
+    cum_below, pick, pick_u32, rectifier_cum, same_line, settle, Boundary, Dense, Event, Switches,
+    Unit,
 };
 use crate::{bail, Result};
 use std::cmp::Ordering;
@@ -431,15 +432,13 @@ impl<'a> Walk<'a> {
                 let stamp = self.events;
                 let sw = self.switches[b].as_mut().expect("max-pool state");
                 let windows = &mut self.changed_windows;
+                windows.resize(self.bounds[b].cone.len() * win.most, 0);
                 let mut n = 0;
                 for &v in &self.bounds[b].cone {
                     let v = v as usize;
                     for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
                         let new = sw.seen[w as usize] != stamp;
                         sw.seen[w as usize] = stamp;
-                        if n == windows.len() {
-                            windows.push(0);
-                        }
                         windows[n] = w;
                         n += usize::from(new);
                     }
@@ -595,6 +594,7 @@ impl<'a> Walk<'a> {
                     // A window joins the (so far empty) cone from its winner alone: appended
                     // without a branch on whether a unit wins, which is unpredictable.
                     let sw = self.switches[j].as_ref().expect("max-pool state");
+                    above.cone.resize(below.cone.len() * win.most, 0);
                     let mut n = 0;
                     for &v in &below.cone {
                         let v = v as usize;
@@ -603,12 +603,9 @@ impl<'a> Walk<'a> {
                             let w = w as usize;
                             let wins = sw.winner[w] as usize == v;
                             let unit = &mut above.u[w];
-                            unit.k = if wins { t } else { unit.k };
-                            unit.k_mag = if wins { t.abs() } else { unit.k_mag };
-                            above.stamp[w] = if wins { stamp } else { above.stamp[w] };
-                            if n == above.cone.len() {
-                                above.cone.push(0);
-                            }
+                            unit.k = pick(wins, t, unit.k);
+                            unit.k_mag = pick(wins, t.abs(), unit.k_mag);
+                            above.stamp[w] = pick_u32(wins, stamp, above.stamp[w]);
                             above.cone[n] = w as u32;
                             n += usize::from(wins);
                         }
