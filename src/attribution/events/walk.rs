@@ -33,6 +33,13 @@ pub(super) struct Walk<'a> {
     change: [f64; 2],
     /// Whether conductance is flushed and returned past the input.
     hidden: bool,
+    /// The last boundary whose lines events keep up to date: the output's when hidden
+    /// conductance is asked for, else the last switch layer's input (nothing above it
+    /// switches, so no line above it is read).
+    lines_to: usize,
+    /// Without hidden conductance: ∂F/∂y at the last switch layer's output (constant:
+    /// nothing above it switches), from which C there is (α − α₀) times it.
+    grad: Vec<f64>,
     /// Scratch for a linear layer's way up: (offset of Wᵀ's row, κ) per changed input.
     changed: Vec<(usize, f64)>,
     /// Scratch for the windows an event's cone reaches.
@@ -67,6 +74,15 @@ impl<'a> Walk<'a> {
             changed: Vec::new(),
             changed_windows: Vec::new(),
             hidden,
+            lines_to: if hidden {
+                stages.len()
+            } else {
+                stages
+                    .iter()
+                    .rposition(|s| matches!(s, Stage::Rectifier { .. } | Stage::MaxPool(_)))
+                    .unwrap_or(stages.len())
+            },
+            grad: Vec::new(),
         }
     }
 
@@ -334,6 +350,21 @@ impl<'a> Walk<'a> {
                 (unit.mag_a, unit.mag_s) = (d.mag_a[v], d.mag_s[v]);
             }
         }
+        // ∂F/∂y above the last boundary whose lines are kept, by the passes down the
+        // (fixed) layers there.
+        let top = self.stages.len();
+        if self.lines_to < top {
+            self.bounds[top].cum.fill(0.0);
+            self.bounds[top].cum[self.target] = 1.0;
+            for b in (self.lines_to + 1..top).rev() {
+                let (lower, upper) = self.bounds.split_at_mut(b + 1);
+                let (here, above) = (&mut lower[b], &upper[0]);
+                let cum = &mut here.cum;
+                let units = 0..cum.len();
+                cum_below(&self.stages[b], None, above, units, |u, c| cum[u] = c);
+            }
+            self.grad = self.bounds[self.lines_to + 1].cum.clone();
+        }
         // Every switch scheduled, a layer at a time.
         let span = [self.alpha, self.alpha1];
         for (i, stage) in self.stages.iter().enumerate() {
@@ -383,8 +414,27 @@ impl<'a> Walk<'a> {
             (unit.a, unit.mag_a) = settle(unit.a + k * da, unit.mag_a + k_mag * ma);
             (unit.s, unit.mag_s) = settle(unit.s + k * ds, unit.mag_s + k_mag * ms);
         };
-        for b in (i + 1..=top).rev() {
+        for b in (i + 1..=self.lines_to).rev() {
             let (lower, upper) = self.bounds.split_at_mut(b + 1);
+            if b < top && b == self.lines_to {
+                // C above the last switch layer, where its cone reads it.
+                let (here, above) = (&lower[b], &mut upper[0]);
+                let at = |w: usize| elapsed * self.grad[w];
+                match &self.stages[b] {
+                    Stage::MaxPool(win) => {
+                        for &v in &here.cone {
+                            let v = v as usize;
+                            for &w in &win.of[win.of_start[v]..win.of_start[v + 1]] {
+                                above.cum[w as usize] = at(w as usize);
+                            }
+                        }
+                    }
+                    _ => here
+                        .cone
+                        .iter()
+                        .for_each(|&v| above.cum[v as usize] = at(v as usize)),
+                }
+            }
             let here = &mut lower[b];
             let above = upper.first();
             match (above, self.stages.get(b)) {
@@ -480,9 +530,11 @@ impl<'a> Walk<'a> {
             }
         };
         self.change = [da, ds];
-        self.bounds[i + 1].add(stamp, u, 1.0);
+        if i < self.lines_to {
+            self.bounds[i + 1].add(stamp, u, 1.0);
+        }
         // Up the network: each boundary's cone and changes from the one below.
-        for j in i + 1..self.stages.len() {
+        for j in i + 1..self.lines_to {
             let (lower, upper) = self.bounds.split_at_mut(j + 1);
             let (below, above) = (&lower[j], &mut upper[0]);
             match &self.stages[j] {
@@ -618,7 +670,11 @@ impl<'a> Walk<'a> {
         // the switches above rescheduled.
         self.update_cone(i);
         // The switch itself.
-        let c_here = self.bounds[i + 1].cum[u];
+        let c_here = if i < self.lines_to {
+            self.bounds[i + 1].cum[u]
+        } else {
+            (self.alpha - self.alpha0) * self.grad[u]
+        };
         let sw = self.switches[i].as_mut().expect("switch state");
         let gained = c_here - sw.anchor[u];
         match &self.stages[i] {
