@@ -1,7 +1,7 @@
 //! The model as the events see it: each layer a [`Stage`] — linear maps by their Jacobian's
 //! columns (computed from the weights, or probed), rectifiers, max-pool windows.
 
-use super::state::Dense;
+use super::state::{pick, Dense};
 use crate::nn::{LayerSpec, Model};
 use crate::tensor::Tensor;
 use crate::{bail, ensure, Result};
@@ -242,8 +242,7 @@ impl Stage {
                 };
                 // Chosen by a mask, not a branch: which side a unit is on is
                 // unpredictable, and the events ask for slopes all the time.
-                let on = u64::from(on).wrapping_neg();
-                f64::from_bits((1.0f64.to_bits() & on) | (negative.to_bits() & !on))
+                pick(on, 1.0, negative)
             }
             _ => 1.0,
         }

@@ -227,9 +227,9 @@ pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
-/// `a` if `yes`, else `b`, chosen by a mask: for choices on whether a unit wins a
-/// window, which are unpredictable (the compiler turns a plain `if` between two values
-/// into a branch).
+/// `a` if `yes`, else `b`, chosen by a mask: for choices such as a unit's side or whether
+/// it wins a window, which are unpredictable (the compiler may turn a plain `if` between
+/// two values into a branch).
 #[inline(always)]
 pub(super) fn pick(yes: bool, a: f64, b: f64) -> f64 {
     let mask = u64::from(yes).wrapping_neg();
