@@ -15,6 +15,9 @@
 //! - **f32**: completeness within 1e-4 relative, with the default options, on
 //!   piecewise-linear networks and with smooth heads (plus 4 ε₃₂·(Σ|attribution| + |F(x)| +
 //!   |F(x')|), the f32 rounding of terms and values, which matters only for a tiny ΔF).
+//! - **By events**: against the walk (every method and layer), and integrated gradients (lines
+//!   kept only up to the last switch layer) against the input's conductance (every line
+//!   kept) to 1e-12, on random piecewise-linear networks.
 //! - **A kink after a smooth layer** (ReLU after Tanh) is integrated to the tolerance.
 //! - **Bad input**: `max_pieces` below a path's piece count is an error naming
 //!   --max-pieces (and exactly the piece count is accepted); NaN or ±∞ in the input or
@@ -306,6 +309,50 @@ fn events_agree_with_the_walk_on_the_documented_nets() {
     }
     let tied = build(Kind::PiecewiseLinear, Family::Cnn, 5, 17148300804647570611);
     assert_eq!(tied_max_pool(&tied), Some(17));
+}
+
+/// The events' integrated gradients (which keep lines only up to the last switch layer
+/// and take C above it from a constant gradient) against the input's conductance from a
+/// conductance request (which keeps every line and sums C down from the top).
+fn check_ig_against_input_conductance(net: &Net) -> Result<(), TestCaseError> {
+    let mut q = net.request(Method::IntegratedGradients);
+    q.exact = exact();
+    let ig = net.run(&q);
+    let mut q = net.request(Method::Conductance);
+    q.layers = LayerSelection::Names(vec!["input".into()]);
+    q.exact = exact();
+    let cond = net.run(&q);
+    prop_assert_eq!(&ig.pieces, &cond.pieces);
+    let (a, b) = (&ig.attributions[0].1, &cond.attributions[0].1);
+    let scale = b.data().iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let worst = a
+        .data()
+        .iter()
+        .zip(b.data())
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+    prop_assert!(
+        worst <= 1e-12 * scale + 1e-300,
+        "integrated gradients and the input's conductance differ by {:e} (largest |value| {:e})\n{:?}",
+        worst,
+        scale,
+        net
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(200))]
+
+    /// Without hidden conductance the events keep lines only up to the last switch layer's
+    /// input and take C above it as (α − α₀) times a constant gradient; with it, they keep
+    /// every line and sum C down from the top. On 200 random piecewise-linear networks both
+    /// give the same pieces, and integrated gradients equal the input's conductance to
+    /// 1e-12 of their largest magnitude (rounding: the gradient above the last switch is
+    /// summed once instead of at each kink).
+    #[test]
+    fn integrated_gradients_equal_the_inputs_conductance(net in nets(Kind::PiecewiseLinear)) {
+        check_ig_against_input_conductance(&net)?;
+    }
 }
 
 proptest! {
