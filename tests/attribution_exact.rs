@@ -17,7 +17,8 @@
 //!   |F(x')|), the f32 rounding of terms and values, which matters only for a tiny ΔF).
 //! - **By events**: against the walk (every method and layer), and integrated gradients (lines
 //!   kept only up to the last switch layer) against the input's conductance (every line
-//!   kept) to 1e-12, on random piecewise-linear networks.
+//!   kept) to 1e-12, on random piecewise-linear networks; and against the walk through a
+//!   linear layer over the rows of a [C, L] input, whose cones mix rows.
 //! - **A kink after a smooth layer** (ReLU after Tanh) is integrated to the tolerance.
 //! - **Bad input**: `max_pieces` below a path's piece count is an error naming
 //!   --max-pieces (and exactly the piece count is accepted); NaN or ±∞ in the input or
@@ -290,6 +291,98 @@ fn check_events_against_walk(net: &Net) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
+}
+
+/// A linear layer over the last axis of a [C, L] input (one row per channel), after
+/// convolutions: an event's cone there has units of several rows, in no row order (each
+/// changed input of the convolution below adds its outputs channel by channel). Events against the walk,
+/// for integrated gradients and every layer's conductance.
+#[test]
+fn events_agree_with_the_walk_through_a_linear_layer_over_rows() {
+    let layers = vec![
+        LayerSpec::Conv1d {
+            in_channels: 2,
+            out_channels: 3,
+            kernel_size: 3,
+            stride: 1,
+            padding: 1,
+            dilation: 1,
+            groups: 1,
+            bias: true,
+        },
+        LayerSpec::ReLU,
+        LayerSpec::Conv1d {
+            in_channels: 3,
+            out_channels: 3,
+            kernel_size: 3,
+            stride: 1,
+            padding: 1,
+            dilation: 1,
+            groups: 1,
+            bias: true,
+        },
+        LayerSpec::ReLU,
+        LayerSpec::Conv1d {
+            in_channels: 3,
+            out_channels: 3,
+            kernel_size: 3,
+            stride: 1,
+            padding: 1,
+            dilation: 1,
+            groups: 1,
+            bias: true,
+        },
+        LayerSpec::Linear {
+            in_features: 6,
+            out_features: 5,
+            bias: true,
+        },
+        LayerSpec::ReLU,
+        LayerSpec::Flatten {
+            start_dim: 1,
+            end_dim: -1,
+        },
+        LayerSpec::Linear {
+            in_features: 15,
+            out_features: 3,
+            bias: true,
+        },
+    ];
+    let arch = Architecture::new(vec![2, 6], layers).unwrap();
+    for seed in 0..20u64 {
+        let model = Model::<f64>::init(arch.clone(), seed).unwrap();
+        let x = Tensor::new(
+            vec![2, 2, 6],
+            (0..24)
+                .map(|i| ((i * 7 + seed as usize * 5) % 11) as f64 / 3.0 - 1.6)
+                .collect(),
+        )
+        .unwrap();
+        for method in [Method::IntegratedGradients, Method::Conductance] {
+            let mut q = mho::attribution::Request::new(method, (seed % 3) as usize);
+            q.layers = LayerSelection::All;
+            q.exact = exact();
+            let by_events = attribute(&model, &x, &q).unwrap();
+            q.exact = Some(ExactOptions {
+                events: false,
+                ..ExactOptions::default()
+            });
+            let walk = attribute(&model, &x, &q).unwrap();
+            assert_eq!(by_events.gradient_evaluations, 2, "events not used");
+            for ((name, a), (_, b)) in by_events.attributions.iter().zip(&walk.attributions) {
+                let scale = b.data().iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                let worst = a
+                    .data()
+                    .iter()
+                    .zip(b.data())
+                    .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+                assert!(
+                    worst <= 1e-9 * scale + 1e-15,
+                    "seed {seed} {method} layer {name}: events and walk differ by {worst:e} (largest |value| {scale:e})"
+                );
+            }
+        }
+    }
 }
 
 /// The nets behind the exceptions of `check_events_against_walk`, pinned: kinks 7e-12

@@ -552,7 +552,12 @@ impl<'a> Walk<'a> {
                     let mut start = 0;
                     while start < cone.len() {
                         let r = cone[start] as usize / inp;
-                        let run = cone[start..].partition_point(|&v| v as usize / inp == r);
+                        // The run: the next inputs of the same row (rows may come back
+                        // later in the cone; their units then join once, by the stamps).
+                        let run = cone[start..]
+                            .iter()
+                            .take_while(|&&v| v as usize / inp == r)
+                            .count();
                         let changed = &mut self.changed;
                         changed.clear();
                         changed.extend(cone[start..start + run].iter().map(|&v| {
