@@ -19,6 +19,8 @@ pub(super) struct Conv {
     pub(super) kw: usize,
     /// [out channel][in channel of the group][ky][kx].
     pub(super) weight: Vec<f64>,
+    /// |weight|, for the magnitude sums of the first pass.
+    weight_mag: Vec<f64>,
     /// Per output channel (zeros without a bias).
     pub(super) bias: Vec<f64>,
     /// For each input row: the (kernel row, output row) pairs that read it.
@@ -107,12 +109,11 @@ impl Conv {
             (x_mag[at], x_mag[at + n]) = (below.mag_a[u], below.mag_s[u]);
         });
         let (mut y, mut y_mag) = (vec![0.0; c_out * 2 * n], vec![0.0; c_out * 2 * n]);
-        let weight_mag: Vec<f64> = self.weight.iter().map(|w| w.abs()).collect();
         let product = |wt: &[f64], x: &[f64], y: &mut [f64]| {
             mho_kernels::gemm::gemm(c_out, rows, 2 * n, 1.0, wt, false, x, false, 0.0, y)
         };
         if product(&self.weight, &x, &mut y).is_err()
-            || product(&weight_mag, &x_mag, &mut y_mag).is_err()
+            || product(&self.weight_mag, &x_mag, &mut y_mag).is_err()
         {
             return false;
         }
@@ -551,6 +552,7 @@ fn conv(
         out_per_group: c_out / groups,
         kernel: kh * kw,
         kw,
+        weight_mag: weight.iter().map(|w| w.abs()).collect(),
         weight,
         bias,
         rows_of: taps(h, oh, kh, stride[0], padding[0], dilation[0]),
