@@ -295,43 +295,27 @@ fn check_events_against_walk(net: &Net) -> Result<(), TestCaseError> {
 
 /// A linear layer over the last axis of a [C, L] input (one row per channel), after
 /// convolutions: an event's cone there has units of several rows, in no row order (each
-/// changed input of the convolution below adds its outputs channel by channel). Events against the walk,
-/// for integrated gradients and every layer's conductance.
+/// changed input of the convolution below adds its outputs channel by channel). Events
+/// against the walk, for integrated gradients and every layer's conductance.
 #[test]
 fn events_agree_with_the_walk_through_a_linear_layer_over_rows() {
+    // 3 output channels, kernel 3, "same" padding.
+    let conv = |in_channels| LayerSpec::Conv1d {
+        in_channels,
+        out_channels: 3,
+        kernel_size: 3,
+        stride: 1,
+        padding: 1,
+        dilation: 1,
+        groups: 1,
+        bias: true,
+    };
     let layers = vec![
-        LayerSpec::Conv1d {
-            in_channels: 2,
-            out_channels: 3,
-            kernel_size: 3,
-            stride: 1,
-            padding: 1,
-            dilation: 1,
-            groups: 1,
-            bias: true,
-        },
+        conv(2),
         LayerSpec::ReLU,
-        LayerSpec::Conv1d {
-            in_channels: 3,
-            out_channels: 3,
-            kernel_size: 3,
-            stride: 1,
-            padding: 1,
-            dilation: 1,
-            groups: 1,
-            bias: true,
-        },
+        conv(3),
         LayerSpec::ReLU,
-        LayerSpec::Conv1d {
-            in_channels: 3,
-            out_channels: 3,
-            kernel_size: 3,
-            stride: 1,
-            padding: 1,
-            dilation: 1,
-            groups: 1,
-            bias: true,
-        },
+        conv(3),
         LayerSpec::Linear {
             in_features: 6,
             out_features: 5,

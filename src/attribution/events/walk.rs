@@ -639,9 +639,11 @@ impl<'a> Walk<'a> {
                         let vu = v as usize;
                         let m = stage.slope(vu, sw.on[vu]);
                         let t = m * below.u[vu].k;
+                        // Written either way: a unit that does not join keeps its old
+                        // stamp, so nothing reads this κ.
                         (above.u[vu].k, above.u[vu].k_mag) = (t, t.abs());
                         let joins = m != 0.0;
-                        above.stamp[vu] = if joins { stamp } else { above.stamp[vu] };
+                        above.stamp[vu] = pick_u32(joins, stamp, above.stamp[vu]);
                         above.cone[n] = v;
                         n += usize::from(joins);
                     }
